@@ -1,0 +1,47 @@
+//! Command-line interface: clap definitions and one module per subcommand. Everything here is the
+//! binary's edge (anyhow errors, printing); the work itself lives in the library.
+
+pub mod logging;
+mod setup;
+mod trigger;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use props_pipeline::config::{GcpSettings, TopicNames};
+use props_pipeline::gcp::pubsub::PubSub;
+
+/// Turns a Pub/Sub trigger into NBA player-prop predictions for a game date, on Pub/Sub + Firestore.
+#[derive(Debug, Parser)]
+#[command(name = "props-pipeline", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub gcp: GcpSettings,
+    #[command(flatten)]
+    pub topics: TopicNames,
+    /// Log format: human-readable text, or JSON lines for Cloud Logging.
+    #[arg(long, env = "PROPS_LOG_FORMAT", value_enum, default_value_t = logging::LogFormat::Text, global = true)]
+    pub log_format: logging::LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create every topic, subscription and dead-letter topic of the pipeline (idempotent).
+    Setup(setup::SetupArgs),
+    /// Publish a trigger for a game date, exactly as `gcloud pubsub topics publish` would.
+    Trigger(trigger::TriggerArgs),
+}
+
+pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    cli.gcp.validate().context("invalid Google Cloud settings")?;
+    cli.topics.validate().context("invalid topic names")?;
+    match cli.command {
+        Command::Setup(args) => setup::run(&cli.gcp, &cli.topics, args).await,
+        Command::Trigger(args) => trigger::run(&cli.gcp, &cli.topics, args).await,
+    }
+}
+
+async fn connect_pubsub(gcp: &GcpSettings) -> anyhow::Result<PubSub> {
+    Ok(PubSub::connect(gcp).await?)
+}

@@ -1,0 +1,323 @@
+//! The consumer runtime shared by every role: streaming pull with bounded concurrency, ack only after
+//! the handler returned, dead-lettering of rejected input, stream re-opening, and a graceful drain.
+//!
+//! # Delivery semantics
+//! At least once. A message is acked only after its handler returned [`Outcome::Ack`] (the handler's
+//! writes are committed by then) or after its dead-letter copy was published. Everything else (a
+//! [`Outcome::Retry`], a panic, a failed dead-letter publish, the end of the shutdown grace period) nacks
+//! it, and Pub/Sub redelivers it, to this process or another. Handlers must therefore be idempotent.
+//!
+//! # Tasks
+//! [`Consumer::run`] owns one streaming pull and a `JoinSet` of handler tasks. A semaphore permit is
+//! taken before the next message is pulled, so at most `concurrency` handlers run; the client's flow
+//! control keeps a little more leased so a freed slot is refilled without a round trip. The client
+//! extends leases while a handler runs, up to `max_lease`.
+
+mod dead_letter;
+mod handler;
+mod shutdown;
+mod stats;
+
+pub use dead_letter::{DELIVERY_ATTEMPT, ORIGINAL_MESSAGE_ID, REJECT_REASON, SOURCE_SUBSCRIPTION};
+pub use handler::{Delivery, MessageHandler, Outcome};
+pub use shutdown::cancel_on_signals;
+pub use stats::{ConsumerStats, StatsSnapshot};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use google_cloud_gax::error::rpc::Code;
+use google_cloud_pubsub::model::Message;
+use google_cloud_pubsub::subscriber::handler::Handler as AckHandle;
+use google_cloud_pubsub::subscriber::{MessageStream, ShutdownBehavior};
+use thiserror::Error;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::ConsumerSettings;
+use crate::gcp::GcpError;
+use crate::gcp::errors::with_timeout;
+use crate::gcp::pubsub::PubSub;
+
+/// How long the client may take to flush pending acks and nacks once the handlers are done.
+const ACK_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which subscription a consumer reads and where its rejects go.
+#[derive(Debug, Clone)]
+pub struct ConsumerTarget {
+    /// Short subscription id.
+    pub subscription: String,
+    /// Short topic id for [`Outcome::Reject`]ed messages. `None` for a subscription with nowhere further
+    /// to send them (a dead-letter subscription): a reject there is logged at ERROR with the message
+    /// body and acked, so it cannot loop.
+    pub dead_letter_topic: Option<String>,
+}
+
+#[derive(Debug, Error)]
+pub enum ConsumerError {
+    #[error("subscription {0} does not exist; run `props-pipeline setup` first")]
+    SubscriptionMissing(String),
+    #[error(transparent)]
+    Gcp(#[from] GcpError),
+}
+
+/// A consumer of one subscription.
+pub struct Consumer<H> {
+    pubsub: PubSub,
+    target: ConsumerTarget,
+    settings: ConsumerSettings,
+    handler: Arc<H>,
+    stats: Arc<ConsumerStats>,
+    /// Backoff between stream re-opens after the client ended a stream.
+    reopen_backoff: ExponentialBuilder,
+}
+
+impl<H: MessageHandler> Consumer<H> {
+    pub fn new(pubsub: PubSub, target: ConsumerTarget, settings: ConsumerSettings, handler: H) -> Self {
+        Self {
+            pubsub,
+            target,
+            settings,
+            handler: Arc::new(handler),
+            stats: Arc::default(),
+            reopen_backoff: ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(250))
+                .with_max_delay(Duration::from_secs(30))
+                .with_jitter()
+                .without_max_times(),
+        }
+    }
+
+    /// Counters that stay readable while [`Consumer::run`] runs and after it returns.
+    pub fn stats(&self) -> Arc<ConsumerStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Pulls and handles messages until `shutdown` is cancelled, then drains: in-flight handlers get
+    /// the grace period to finish, what is left is nacked, and pending acks are flushed.
+    ///
+    /// Fails fast only when the subscription does not exist; once running, stream errors are logged,
+    /// counted and answered by re-opening the stream with backoff.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<StatsSnapshot, ConsumerError> {
+        self.check_subscription().await?;
+        let subscription = self.target.subscription.clone();
+        tracing::info!(subscription, concurrency = self.settings.concurrency, "consumer started");
+        let semaphore = Arc::new(Semaphore::new(self.settings.concurrency));
+        let mut in_flight = JoinSet::new();
+        let mut reopen_delays = self.reopen_backoff.build();
+        let mut stream = self.open_stream();
+        loop {
+            reap_finished(&mut in_flight, &self.stats);
+            let permit = tokio::select! {
+                // Shutdown first: once cancelled, no new message may be taken.
+                biased;
+                _ = shutdown.cancelled() => break,
+                permit = Arc::clone(&semaphore).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    // The semaphore is never closed; treat it like a shutdown rather than panic.
+                    Err(_) => break,
+                },
+            };
+            let next = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                next = stream.next() => next,
+            };
+            match next {
+                Some(Ok((message, ack))) => {
+                    reopen_delays = self.reopen_backoff.build();
+                    self.stats.record_received();
+                    self.spawn_handler(&mut in_flight, message, ack, permit);
+                }
+                Some(Err(error)) => {
+                    self.stats.record_stream_error();
+                    let transient = crate::gcp::errors::is_transient_pubsub(&error);
+                    tracing::warn!(subscription, %error, transient, "streaming pull error");
+                }
+                None => {
+                    // The client ends the stream after a permanent error; open a fresh one after a pause.
+                    let delay = reopen_delays.next().unwrap_or(Duration::from_secs(30));
+                    tracing::warn!(subscription, delay_ms = delay.as_millis() as u64, "stream ended; re-opening");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    self.stats.record_stream_reopen();
+                    stream = self.open_stream();
+                }
+            }
+        }
+        self.drain(in_flight, stream).await;
+        let snapshot = self.stats.snapshot();
+        tracing::info!(subscription, ?snapshot, "consumer stopped");
+        Ok(snapshot)
+    }
+
+    fn open_stream(&self) -> MessageStream {
+        let path = self.pubsub.settings().subscription_path(&self.target.subscription);
+        // Twice the handler slots: a freed slot finds a message already leased, yet most of the
+        // backlog stays on the server for other replicas.
+        let max_outstanding = (self.settings.concurrency * 2) as i64;
+        self.pubsub
+            .subscriber
+            .subscribe(path)
+            .set_max_outstanding_messages(max_outstanding)
+            .set_max_lease(self.settings.max_lease())
+            .set_shutdown_behavior(ShutdownBehavior::WaitForProcessing)
+            .build()
+    }
+
+    async fn check_subscription(&self) -> Result<(), ConsumerError> {
+        let path = self.pubsub.settings().subscription_path(&self.target.subscription);
+        let operation = format!("reading subscription {path}");
+        let result = with_timeout(&operation, self.pubsub.settings().rpc_timeout(), async {
+            Ok(self.pubsub.subscription_admin.get_subscription().set_subscription(&path).send().await)
+        })
+        .await?;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.status().map(|s| s.code) == Some(Code::NotFound) => {
+                Err(ConsumerError::SubscriptionMissing(path))
+            }
+            Err(source) => Err(GcpError::Pubsub { operation, source }.into()),
+        }
+    }
+
+    fn spawn_handler(
+        &self,
+        in_flight: &mut JoinSet<()>,
+        message: Message,
+        ack: AckHandle,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let delivery = Delivery {
+            message_id: message.message_id,
+            data: message.data,
+            attributes: message.attributes,
+            delivery_attempt: ack.delivery_attempt(),
+            subscription: self.target.subscription.clone(),
+        };
+        let span = tracing::info_span!(
+            "message",
+            subscription = %delivery.subscription,
+            message_id = %delivery.message_id,
+            delivery_attempt = delivery.delivery_attempt,
+        );
+        let task = HandlerTask {
+            handler: Arc::clone(&self.handler),
+            pubsub: self.pubsub.clone(),
+            dead_letter_topic: self.target.dead_letter_topic.clone(),
+            stats: Arc::clone(&self.stats),
+        };
+        in_flight.spawn(
+            async move {
+                task.run(delivery, ack).await;
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+
+    async fn drain(&self, mut in_flight: JoinSet<()>, stream: MessageStream) {
+        let grace = self.settings.shutdown_grace();
+        let pending = in_flight.len();
+        tracing::info!(subscription = self.target.subscription, pending, grace_secs = grace.as_secs(), "draining");
+        let finished = tokio::time::timeout(grace, async {
+            while let Some(result) = in_flight.join_next().await {
+                record_join_result(result, &self.stats);
+            }
+        })
+        .await;
+        if finished.is_err() {
+            let abandoned = in_flight.len();
+            tracing::warn!(
+                subscription = self.target.subscription,
+                abandoned,
+                "grace period over; nacking unfinished messages"
+            );
+            // Aborting a task drops its ack handle, and dropping a handle nacks the message.
+            in_flight.abort_all();
+            while in_flight.join_next().await.is_some() {
+                self.stats.record_abandoned();
+            }
+        }
+        // Every handle is consumed now, so the client can flush the acks and nacks and close.
+        let token = stream.shutdown_token();
+        if tokio::time::timeout(ACK_FLUSH_TIMEOUT, token.shutdown()).await.is_err() {
+            tracing::warn!(
+                subscription = self.target.subscription,
+                "acks not flushed in time; Pub/Sub will redeliver those messages"
+            );
+        }
+    }
+}
+
+/// Everything one handler task needs, moved into the task.
+struct HandlerTask<H> {
+    handler: Arc<H>,
+    pubsub: PubSub,
+    dead_letter_topic: Option<String>,
+    stats: Arc<ConsumerStats>,
+}
+
+impl<H: MessageHandler> HandlerTask<H> {
+    async fn run(self, delivery: Delivery, ack: AckHandle) {
+        match self.handler.handle(&delivery).await {
+            Outcome::Ack => {
+                ack.ack();
+                self.stats.record_acked();
+            }
+            Outcome::Retry(reason) => {
+                tracing::debug!(reason, "handler asked for a retry; nacking");
+                ack.nack();
+                self.stats.record_retried();
+            }
+            Outcome::Reject(reason) => self.reject(delivery, ack, &reason).await,
+        }
+    }
+
+    async fn reject(&self, delivery: Delivery, ack: AckHandle, reason: &str) {
+        let Some(topic) = &self.dead_letter_topic else {
+            tracing::error!(
+                reason,
+                data = %String::from_utf8_lossy(&delivery.data),
+                attributes = ?delivery.attributes,
+                "rejected a message on a subscription without a dead-letter topic; acking so it cannot loop"
+            );
+            ack.ack();
+            self.stats.record_rejected();
+            return;
+        };
+        match dead_letter::publish_rejected(&self.pubsub, topic, &delivery, reason).await {
+            Ok(dead_letter_id) => {
+                tracing::warn!(reason, dead_letter_topic = topic, dead_letter_id, "message rejected and dead-lettered");
+                ack.ack();
+                self.stats.record_rejected();
+            }
+            Err(error) => {
+                tracing::error!(reason, %error, "could not publish a rejected message to its dead-letter topic; nacking");
+                ack.nack();
+                self.stats.record_dead_letter_failure();
+            }
+        }
+    }
+}
+
+fn reap_finished(in_flight: &mut JoinSet<()>, stats: &ConsumerStats) {
+    while let Some(result) = in_flight.try_join_next() {
+        record_join_result(result, stats);
+    }
+}
+
+fn record_join_result(result: Result<(), tokio::task::JoinError>, stats: &ConsumerStats) {
+    if let Err(error) = result
+        && error.is_panic()
+    {
+        // The task's ack handle was dropped during unwinding, which nacked the message.
+        tracing::error!(%error, "message handler panicked; message nacked");
+        stats.record_panic();
+    }
+}

@@ -1,0 +1,57 @@
+//! Counters of one consumer, readable while it runs (tests, probes, metrics).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct ConsumerStats {
+    received: AtomicU64,
+    acked: AtomicU64,
+    retried: AtomicU64,
+    rejected: AtomicU64,
+    /// Rejections whose dead-letter publish failed; those messages were nacked for another try.
+    dead_letter_failures: AtomicU64,
+    /// Handlers that panicked; their messages were nacked.
+    panics: AtomicU64,
+    /// Messages still held when the shutdown grace period ran out; nacked.
+    abandoned_on_shutdown: AtomicU64,
+    stream_errors: AtomicU64,
+    stream_reopens: AtomicU64,
+}
+
+/// A point-in-time copy of [`ConsumerStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub received: u64,
+    pub acked: u64,
+    pub retried: u64,
+    pub rejected: u64,
+    pub dead_letter_failures: u64,
+    pub panics: u64,
+    pub abandoned_on_shutdown: u64,
+    pub stream_errors: u64,
+    pub stream_reopens: u64,
+}
+
+macro_rules! counters {
+    ($($field:ident => $incr:ident),* $(,)?) => {
+        impl ConsumerStats {
+            $(pub(crate) fn $incr(&self) { self.$field.fetch_add(1, Ordering::Relaxed); })*
+
+            pub fn snapshot(&self) -> StatsSnapshot {
+                StatsSnapshot { $($field: self.$field.load(Ordering::Relaxed)),* }
+            }
+        }
+    };
+}
+
+counters! {
+    received => record_received,
+    acked => record_acked,
+    retried => record_retried,
+    rejected => record_rejected,
+    dead_letter_failures => record_dead_letter_failure,
+    panics => record_panic,
+    abandoned_on_shutdown => record_abandoned,
+    stream_errors => record_stream_error,
+    stream_reopens => record_stream_reopen,
+}

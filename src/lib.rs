@@ -1,0 +1,10 @@
+//! props-pipeline: a stateless Pub/Sub + Firestore pipeline producing NBA player-prop predictions.
+//!
+//! See docs/ARCHITECTURE.md for the map of the code.
+
+pub mod config;
+pub mod consumer;
+pub mod gcp;
+pub mod messages;
+pub mod setup;
+pub mod topology;

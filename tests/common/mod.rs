@@ -1,0 +1,114 @@
+//! Test harness for integration tests against the real emulators.
+//!
+//! The emulators are started by `make test` (or `make emulators`), which exports `PUBSUB_EMULATOR_HOST`
+//! and `FIRESTORE_EMULATOR_HOST`. Each test gets its own project id, so tests share the emulators
+//! without seeing each other's topics, subscriptions or documents.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use google_cloud_pubsub::model::Message;
+use props_pipeline::config::{GcpSettings, SubscriptionPolicy, TopicNames};
+use props_pipeline::gcp::pubsub::PubSub;
+use props_pipeline::setup::{SetupReport, ensure_topology};
+use props_pipeline::topology::Topology;
+use rand::Rng;
+
+/// A received message, as the tests look at it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub message_id: String,
+    pub data: Bytes,
+    pub attributes: HashMap<String, String>,
+}
+
+impl Received {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.data).into_owned()
+    }
+}
+
+fn emulator_host(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run the tests with `make test`, or `make emulators` and `set -a; . .emulators/env`")
+    })
+}
+
+/// A project of its own on the shared emulators.
+pub struct TestEnv {
+    pub gcp: GcpSettings,
+    pub topics: TopicNames,
+    pub topology: Topology,
+    pub pubsub: PubSub,
+}
+
+impl TestEnv {
+    /// A fresh project whose id starts with `tag` (any characters; only the id-safe ones are kept).
+    pub async fn new(tag: &str) -> Self {
+        let tag: String = tag.chars().filter(|c| c.is_ascii_alphanumeric()).take(16).collect::<String>().to_lowercase();
+        let project = format!("t-{tag}-{:08x}", rand::rng().random::<u32>());
+        let gcp = GcpSettings::new(
+            project,
+            Some(emulator_host("PUBSUB_EMULATOR_HOST")),
+            Some(emulator_host("FIRESTORE_EMULATOR_HOST")),
+        );
+        gcp.validate().expect("test project id is valid");
+        let pubsub = PubSub::connect(&gcp).await.expect("connect to the Pub/Sub emulator");
+        let topics = TopicNames::default();
+        let topology = Topology::new(&topics);
+        Self { gcp, topics, topology, pubsub }
+    }
+
+    /// Runs `setup` with `policy` and returns its report.
+    pub async fn setup(&self, policy: &SubscriptionPolicy) -> SetupReport {
+        ensure_topology(&self.pubsub, &self.topology, policy).await.expect("setup against the emulator")
+    }
+
+    /// Publishes `data` with `attributes` to `topic` and returns the message id.
+    pub async fn publish(&self, topic: &str, data: impl Into<Bytes>, attributes: &[(&str, &str)]) -> String {
+        let message = Message::new()
+            .set_data(data.into())
+            .set_attributes(attributes.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self.pubsub.publish(topic, message).await.expect("publish to the emulator")
+    }
+
+    /// Pulls and acks messages from `subscription` until `count` arrived or `within` passed.
+    pub async fn pull(&self, subscription: &str, count: usize, within: Duration) -> Vec<Received> {
+        let path = self.gcp.subscription_path(subscription);
+        let mut stream = self.pubsub.subscriber.subscribe(path).build();
+        let mut received = Vec::new();
+        let deadline = tokio::time::Instant::now() + within;
+        while received.len() < count {
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                Ok(Some(Ok((message, ack)))) => {
+                    ack.ack();
+                    received.push(Received {
+                        message_id: message.message_id,
+                        data: message.data,
+                        attributes: message.attributes,
+                    });
+                }
+                Ok(Some(Err(error))) => panic!("pulling {subscription}: {error}"),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        stream.shutdown_token().shutdown().await;
+        received
+    }
+
+    /// Environment for running the real binary against this project.
+    pub fn binary_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("GOOGLE_CLOUD_PROJECT", self.gcp.project.clone()),
+            ("PUBSUB_EMULATOR_HOST", self.gcp.pubsub_emulator_host.clone().unwrap_or_default()),
+            ("FIRESTORE_EMULATOR_HOST", self.gcp.firestore_emulator_host.clone().unwrap_or_default()),
+        ]
+    }
+}
+
+/// A subscription policy that makes redelivery fast, for tests that exercise retries.
+pub fn fast_retry_policy(max_delivery_attempts: u64) -> SubscriptionPolicy {
+    SubscriptionPolicy { ack_deadline_secs: 60, max_delivery_attempts, min_backoff_secs: 0, max_backoff_secs: 1 }
+}
