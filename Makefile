@@ -35,14 +35,14 @@ lint:
 test-unit:
 	cargo test --lib --bins $(CARGO_TEST_FLAGS)
 
-# Every test. Reuses running emulators (`make emulators`), otherwise starts its own and stops them after,
+# Every test (unit, integration, doc). The SIGTERM test runs examples/slow_consumer as a real process,
+# hence `cargo build --examples` first. Reuses running emulators (`make emulators`), otherwise starts its own and stops them after,
 # whatever the outcome.
 test:
 	@started=0; \
 	if ! $(EMULATORS) status >/dev/null 2>&1; then $(EMULATORS) start; started=1; fi; \
 	set -a; . $(STATE); set +a; \
-	status=0; cargo test --all-targets $(CARGO_TEST_FLAGS) || status=$$?; \
-	cargo test --doc $(CARGO_TEST_FLAGS) || status=$$?; \
+	status=0; cargo build --examples && cargo test $(CARGO_TEST_FLAGS) || status=$$?; \
 	if [ $$started = 1 ]; then $(EMULATORS) stop; fi; \
 	exit $$status
 

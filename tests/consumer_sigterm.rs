@@ -1,0 +1,75 @@
+//! SIGTERM to a real consumer process in the middle of a stream: in-flight handlers finish, the rest
+//! is released, and nothing is lost.
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{TestEnv, fast_retry_policy};
+
+/// `cargo test` builds the examples next to the test binaries' `deps` folder.
+fn example_binary(name: &str) -> PathBuf {
+    let test_binary = std::env::current_exe().expect("test binary path");
+    let profile_dir = test_binary.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps");
+    let path = profile_dir.join("examples").join(name);
+    assert!(path.exists(), "{} not built; build it first: `cargo build --examples` (make test does)", path.display());
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_stream_finishes_in_flight_work_and_loses_nothing() {
+    const COUNT: usize = 40;
+    let env = TestEnv::new("sigterm").await;
+    env.setup(&fast_retry_policy(5)).await;
+    let channel = env.topology.channels()[1].clone();
+    let all: HashSet<String> = (0..COUNT).map(|i| format!("m{i}")).collect();
+    for data in &all {
+        env.publish(&channel.topic, data.clone(), &[]).await;
+    }
+
+    let mut child = Command::new(example_binary("slow_consumer"))
+        .args(["--subscription", &channel.subscription, "--handle-ms", "1500", "--concurrency", "4"])
+        .args(["--shutdown-grace-secs", "15"])
+        .envs(env.binary_env())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start slow_consumer");
+    let (line_tx, line_rx) = mpsc::channel::<String>();
+    let stdout = child.stdout.take().expect("piped stdout");
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = line_tx.send(line);
+        }
+    });
+
+    // Let a few messages finish and others be in flight, then ask for a graceful stop.
+    let mut lines = Vec::new();
+    while lines.iter().filter(|l: &&String| l.starts_with("finished")).count() < 6 {
+        lines.push(line_rx.recv_timeout(Duration::from_secs(60)).expect("the consumer makes progress"));
+    }
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("run kill");
+    assert!(status.success());
+    let exit = child.wait().expect("wait for the consumer");
+    reader.join().expect("reader thread");
+    lines.extend(line_rx.try_iter());
+    assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}; output: {lines:?}");
+
+    let started: HashSet<_> = lines.iter().filter_map(|l| l.strip_prefix("started ")).map(String::from).collect();
+    let finished: HashSet<_> = lines.iter().filter_map(|l| l.strip_prefix("finished ")).map(String::from).collect();
+    assert_eq!(started, finished, "every handler that started finished within the grace period");
+    assert!(finished.len() < COUNT, "the stop came mid-stream");
+    assert!(lines.last().is_some_and(|l| l.starts_with("stopped acked=")), "{lines:?}");
+
+    // Whatever was not finished comes back; nothing is lost.
+    let rest: HashSet<String> = all.difference(&finished).cloned().collect();
+    let back = env.pull(&channel.subscription, rest.len(), Duration::from_secs(45)).await;
+    let back: HashSet<String> = back.iter().map(|m| m.text()).collect();
+    let lost: Vec<_> = rest.difference(&back).collect();
+    assert!(lost.is_empty(), "{} unfinished messages never came back: {lost:?}", lost.len());
+}
