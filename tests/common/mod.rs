@@ -98,6 +98,11 @@ impl TestEnv {
         received
     }
 
+    /// A Firestore handle on this test's own project (an empty database).
+    pub async fn firestore(&self) -> firestore::FirestoreDb {
+        props_pipeline::gcp::firestore::connect(&self.gcp).await.expect("connect to the Firestore emulator")
+    }
+
     /// Environment for running the real binary against this project.
     pub fn binary_env(&self) -> Vec<(&'static str, String)> {
         vec![
