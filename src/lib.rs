@@ -2,6 +2,7 @@
 //!
 //! See docs/ARCHITECTURE.md for the map of the code.
 
+pub mod batch;
 pub mod config;
 pub mod consumer;
 pub mod gcp;

@@ -1,0 +1,261 @@
+//! The batch state machine of the design, as pure code: states, legal transitions, and the decisions
+//! the engine takes from a batch header (finalize claims with leases, completion detection, fencing).
+//!
+//! ```text
+//! PUBLISHING -> RUNNING -> FINALIZING -> COMPLETE | FAILED
+//!      \____________\___________\______-> SUPERSEDED   (from any non-final state)
+//! ```
+//!
+//! The store applies these decisions inside Firestore transactions; nothing here does I/O, so every rule
+//! is unit-tested exhaustively below.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BatchState {
+    /// Item markers written, requests being published; not yet sealed.
+    Publishing,
+    /// Every request published; completions are being recorded.
+    Running,
+    /// Every item is terminal and one instance holds the finalize claim.
+    Finalizing,
+    /// Consolidated and announced.
+    Complete,
+    /// Ended without consolidation (too many failed items).
+    Failed,
+    /// A newer generation for the same date replaced it before it completed.
+    Superseded,
+}
+
+impl BatchState {
+    pub const ALL: [BatchState; 6] =
+        [Self::Publishing, Self::Running, Self::Finalizing, Self::Complete, Self::Failed, Self::Superseded];
+
+    /// Final states never change again.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Complete | Self::Failed | Self::Superseded)
+    }
+
+    /// Whether the design allows `self -> next`.
+    pub fn can_become(self, next: BatchState) -> bool {
+        use BatchState::*;
+        match (self, next) {
+            (Publishing, Running) | (Running, Finalizing) | (Finalizing, Complete | Failed) => true,
+            (from, Superseded) => !from.is_final(),
+            _ => false,
+        }
+    }
+
+    /// Checks `self -> next`, for transaction closures that must fail permanently on an illegal move.
+    pub fn transition(self, next: BatchState) -> Result<BatchState, IllegalTransition> {
+        if self.can_become(next) { Ok(next) } else { Err(IllegalTransition { from: self, to: next }) }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Publishing => "PUBLISHING",
+            Self::Running => "RUNNING",
+            Self::Finalizing => "FINALIZING",
+            Self::Complete => "COMPLETE",
+            Self::Failed => "FAILED",
+            Self::Superseded => "SUPERSEDED",
+        }
+    }
+}
+
+impl fmt::Display for BatchState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("illegal batch transition {from} -> {to}")]
+pub struct IllegalTransition {
+    pub from: BatchState,
+    pub to: BatchState,
+}
+
+/// Who holds the one-time finalization, and until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinalizeClaim {
+    pub owner: String,
+    pub lease_expires_at: SystemTime,
+}
+
+/// What an instance that saw the last completion should do about finalization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimDecision {
+    /// RUNNING and whole: claim it (CAS RUNNING -> FINALIZING with a lease).
+    Claim,
+    /// FINALIZING under an expired lease (its owner died): take the claim over.
+    TakeOver { previous_owner: String },
+    /// This instance already holds the claim (a redelivery): carry on finalizing.
+    AlreadyMine,
+    /// FINALIZING under a live lease held by another instance: retry the message later.
+    HeldByOther { owner: String, expires_in: Duration },
+    /// Not whole yet, or still publishing: nothing to do.
+    NotReady,
+    /// Final already: nothing to do (a late duplicate).
+    AlreadyFinal,
+}
+
+/// Decides finalization from the batch header alone.
+pub fn decide_claim(
+    state: BatchState,
+    terminal_items: u64,
+    expected_items: u64,
+    claim: Option<&FinalizeClaim>,
+    me: &str,
+    now: SystemTime,
+) -> ClaimDecision {
+    match state {
+        s if s.is_final() => ClaimDecision::AlreadyFinal,
+        BatchState::Publishing => ClaimDecision::NotReady,
+        BatchState::Running if terminal_items >= expected_items => ClaimDecision::Claim,
+        BatchState::Running => ClaimDecision::NotReady,
+        BatchState::Finalizing => match claim {
+            // FINALIZING always carries a claim; a header without one was written by hand or by a bug,
+            // and taking it over is the only way it can finish.
+            None => ClaimDecision::TakeOver { previous_owner: String::new() },
+            Some(claim) if claim.owner == me => ClaimDecision::AlreadyMine,
+            Some(claim) => match claim.lease_expires_at.duration_since(now) {
+                Ok(expires_in) if !expires_in.is_zero() => {
+                    ClaimDecision::HeldByOther { owner: claim.owner.clone(), expires_in }
+                }
+                _ => ClaimDecision::TakeOver { previous_owner: claim.owner.clone() },
+            },
+        },
+        // Every other state is final and handled by the first arm.
+        _ => ClaimDecision::AlreadyFinal,
+    }
+}
+
+/// Whether a completion for `generation` may change a batch of `batch_generation` in `state`: only the
+/// batch's own generation, and only while it is collecting completions. A completion that arrives
+/// during PUBLISHING (a fast worker beat the seal) is recorded too: its item marker already exists.
+pub fn accepts_completion(state: BatchState, batch_generation: u64, generation: u64) -> bool {
+    generation == batch_generation && matches!(state, BatchState::Publishing | BatchState::Running)
+}
+
+/// The final state of a whole batch under its failure policy: FAILED when the failed fraction exceeds
+/// the tolerated one, COMPLETE otherwise. An empty batch completes.
+pub fn outcome(failed: u64, expected: u64, tolerated_failed_fraction: f64) -> BatchState {
+    if expected > 0 && (failed as f64 / expected as f64) > tolerated_failed_fraction {
+        BatchState::Failed
+    } else {
+        BatchState::Complete
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use BatchState::*;
+
+    #[test]
+    fn exactly_the_design_transitions_are_legal() {
+        let legal = [
+            (Publishing, Running),
+            (Running, Finalizing),
+            (Finalizing, Complete),
+            (Finalizing, Failed),
+            (Publishing, Superseded),
+            (Running, Superseded),
+            (Finalizing, Superseded),
+        ];
+        for from in BatchState::ALL {
+            for to in BatchState::ALL {
+                let expected = legal.contains(&(from, to));
+                assert_eq!(from.can_become(to), expected, "{from} -> {to}");
+                assert_eq!(from.transition(to).is_ok(), expected, "{from} -> {to}");
+            }
+        }
+    }
+
+    #[test]
+    fn final_states_never_change() {
+        for from in BatchState::ALL.into_iter().filter(|s| s.is_final()) {
+            assert!(BatchState::ALL.iter().all(|to| !from.can_become(*to)), "{from}");
+        }
+        assert_eq!(BatchState::ALL.iter().filter(|s| s.is_final()).count(), 3);
+    }
+
+    #[test]
+    fn states_serialize_as_the_design_spells_them() {
+        for state in BatchState::ALL {
+            assert_eq!(serde_json::to_string(&state).unwrap(), format!("\"{}\"", state.as_str()));
+        }
+    }
+
+    fn claim(owner: &str, expires_at: SystemTime) -> FinalizeClaim {
+        FinalizeClaim { owner: owner.into(), lease_expires_at: expires_at }
+    }
+
+    #[test]
+    fn running_batch_is_claimed_only_when_whole() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        assert_eq!(decide_claim(Running, 9, 10, None, "a", now), ClaimDecision::NotReady);
+        assert_eq!(decide_claim(Running, 10, 10, None, "a", now), ClaimDecision::Claim);
+        assert_eq!(decide_claim(Running, 0, 0, None, "a", now), ClaimDecision::Claim, "an empty batch is whole");
+        assert_eq!(decide_claim(Publishing, 10, 10, None, "a", now), ClaimDecision::NotReady, "not sealed yet");
+    }
+
+    #[test]
+    fn a_live_claim_of_another_owner_makes_the_caller_wait() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let live = claim("b", now + Duration::from_secs(30));
+        assert_eq!(
+            decide_claim(Finalizing, 10, 10, Some(&live), "a", now),
+            ClaimDecision::HeldByOther { owner: "b".into(), expires_in: Duration::from_secs(30) }
+        );
+        assert_eq!(decide_claim(Finalizing, 10, 10, Some(&live), "b", now), ClaimDecision::AlreadyMine);
+    }
+
+    #[test]
+    fn an_expired_claim_is_taken_over() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        for expired_at in [now, now - Duration::from_secs(1)] {
+            assert_eq!(
+                decide_claim(Finalizing, 10, 10, Some(&claim("b", expired_at)), "a", now),
+                ClaimDecision::TakeOver { previous_owner: "b".into() }
+            );
+        }
+        assert_eq!(
+            decide_claim(Finalizing, 10, 10, None, "a", now),
+            ClaimDecision::TakeOver { previous_owner: String::new() }
+        );
+    }
+
+    #[test]
+    fn final_batches_need_nothing() {
+        let now = SystemTime::UNIX_EPOCH;
+        for state in [Complete, Failed, Superseded] {
+            assert_eq!(decide_claim(state, 10, 10, None, "a", now), ClaimDecision::AlreadyFinal);
+        }
+    }
+
+    #[test]
+    fn completions_are_fenced_by_generation_and_state() {
+        assert!(accepts_completion(Running, 3, 3));
+        assert!(accepts_completion(Publishing, 3, 3));
+        assert!(!accepts_completion(Running, 3, 2), "stale generation");
+        assert!(!accepts_completion(Running, 3, 4), "future generation");
+        for state in [Finalizing, Complete, Failed, Superseded] {
+            assert!(!accepts_completion(state, 3, 3), "{state}");
+        }
+    }
+
+    #[test]
+    fn failure_policy_tolerates_up_to_the_fraction() {
+        assert_eq!(outcome(0, 0, 0.1), Complete);
+        assert_eq!(outcome(10, 100, 0.1), Complete, "exactly the tolerated fraction");
+        assert_eq!(outcome(11, 100, 0.1), Failed);
+        assert_eq!(outcome(0, 100, 0.0), Complete);
+        assert_eq!(outcome(1, 100, 0.0), Failed);
+    }
+}
