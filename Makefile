@@ -42,7 +42,7 @@ test:
 	@started=0; \
 	if ! $(EMULATORS) status >/dev/null 2>&1; then $(EMULATORS) start; started=1; fi; \
 	set -a; . $(STATE); set +a; \
-	status=0; cargo build --examples && cargo test $(CARGO_TEST_FLAGS) || status=$$?; \
+	status=0; cargo build --examples && cargo test --no-fail-fast $(CARGO_TEST_FLAGS) || status=$$?; \
 	if [ $$started = 1 ]; then $(EMULATORS) stop; fi; \
 	exit $$status
 

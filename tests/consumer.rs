@@ -181,8 +181,13 @@ impl MessageHandler for SharedFlaky {
     }
 }
 
+/// The in-process half of the drain: handlers slower than the grace period are abandoned (their handles
+/// dropped, which nacks) and `run` returns promptly. That the abandoned messages come back is shown
+/// with a real process in `consumer_sigterm.rs`: the emulator mishandles a stream the client resets
+/// while its process lives on (see docs/ARCHITECTURE.md), so an in-process check would test the
+/// emulator's bug, not this code.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_nacks_what_did_not_finish_within_the_grace_period() {
+async fn shutdown_abandons_handlers_still_running_after_the_grace_period() {
     let env = TestEnv::new("grace").await;
     env.setup(&fast_retry_policy(5)).await;
     let channel = env.topology.channels()[1].clone();
@@ -201,11 +206,8 @@ async fn shutdown_nacks_what_did_not_finish_within_the_grace_period() {
     let stopping = tokio::time::Instant::now();
     shutdown.cancel();
     let stats = task.await.unwrap();
-    assert!(stopping.elapsed() < Duration::from_secs(15), "drain took {:?}", stopping.elapsed());
+    // 1 s of grace plus the ack flush, far below the handlers' 300 s.
+    assert!(stopping.elapsed() < Duration::from_secs(12), "drain took {:?}", stopping.elapsed());
     assert_eq!(stats.abandoned_on_shutdown, 3, "{stats:?}");
-
-    // Released by the consumer, not held until the subscription's 60 s ack deadline expires.
-    let back = env.pull(&channel.subscription, 3, Duration::from_secs(40)).await;
-    let back: HashSet<_> = back.iter().map(|m| m.text()).collect();
-    assert_eq!(back, ["slow0", "slow1", "slow2"].map(String::from).into());
+    assert_eq!(stats.acked, 0, "{stats:?}");
 }

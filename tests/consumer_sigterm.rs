@@ -21,20 +21,17 @@ fn example_binary(name: &str) -> PathBuf {
     path
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_mid_stream_finishes_in_flight_work_and_loses_nothing() {
-    const COUNT: usize = 40;
-    let env = TestEnv::new("sigterm").await;
-    env.setup(&fast_retry_policy(5)).await;
-    let channel = env.topology.channels()[1].clone();
-    let all: HashSet<String> = (0..COUNT).map(|i| format!("m{i}")).collect();
-    for data in &all {
-        env.publish(&channel.topic, data.clone(), &[]).await;
-    }
-
+/// Runs `slow_consumer` on `subscription`, sends it SIGTERM once `started`/`finished` lines satisfy
+/// `ready_to_stop`, and returns every line it printed after it exited 0.
+fn run_then_sigterm(
+    env: &TestEnv,
+    subscription: &str,
+    args: &[&str],
+    ready_to_stop: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
     let mut child = Command::new(example_binary("slow_consumer"))
-        .args(["--subscription", &channel.subscription, "--handle-ms", "1500", "--concurrency", "4"])
-        .args(["--shutdown-grace-secs", "15"])
+        .args(["--subscription", subscription, "--concurrency", "4"])
+        .args(args)
         .envs(env.binary_env())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -47,10 +44,8 @@ async fn sigterm_mid_stream_finishes_in_flight_work_and_loses_nothing() {
             let _ = line_tx.send(line);
         }
     });
-
-    // Let a few messages finish and others be in flight, then ask for a graceful stop.
     let mut lines = Vec::new();
-    while lines.iter().filter(|l: &&String| l.starts_with("finished")).count() < 6 {
+    while !ready_to_stop(&lines) {
         lines.push(line_rx.recv_timeout(Duration::from_secs(60)).expect("the consumer makes progress"));
     }
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("run kill");
@@ -59,6 +54,31 @@ async fn sigterm_mid_stream_finishes_in_flight_work_and_loses_nothing() {
     reader.join().expect("reader thread");
     lines.extend(line_rx.try_iter());
     assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}; output: {lines:?}");
+    lines
+}
+
+fn count(lines: &[String], prefix: &str) -> usize {
+    lines.iter().filter(|l| l.starts_with(prefix)).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_stream_finishes_in_flight_work_and_loses_nothing() {
+    const COUNT: usize = 40;
+    let env = TestEnv::new("sigterm").await;
+    env.setup(&fast_retry_policy(5)).await;
+    let channel = env.topology.channels()[1].clone();
+    let all: HashSet<String> = (0..COUNT).map(|i| format!("m{i}")).collect();
+    for data in &all {
+        env.publish(&channel.topic, data.clone(), &[]).await;
+    }
+
+    // Let a few messages finish and others be in flight, then ask for a graceful stop.
+    let lines = run_then_sigterm(
+        &env,
+        &channel.subscription,
+        &["--handle-ms", "1500", "--shutdown-grace-secs", "15"],
+        |lines| count(lines, "finished") >= 6,
+    );
 
     let started: HashSet<_> = lines.iter().filter_map(|l| l.strip_prefix("started ")).map(String::from).collect();
     let finished: HashSet<_> = lines.iter().filter_map(|l| l.strip_prefix("finished ")).map(String::from).collect();
@@ -72,4 +92,29 @@ async fn sigterm_mid_stream_finishes_in_flight_work_and_loses_nothing() {
     let back: HashSet<String> = back.iter().map(|m| m.text()).collect();
     let lost: Vec<_> = rest.difference(&back).collect();
     assert!(lost.is_empty(), "{} unfinished messages never came back: {lost:?}", lost.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_releases_messages_whose_handlers_outlive_the_grace_period() {
+    let env = TestEnv::new("sigterm-grace").await;
+    env.setup(&fast_retry_policy(5)).await;
+    let channel = env.topology.channels()[1].clone();
+    for i in 0..3 {
+        env.publish(&channel.topic, format!("slow{i}"), &[]).await;
+    }
+    // Handlers take 5 minutes; the grace period is 1 s.
+    let lines = run_then_sigterm(
+        &env,
+        &channel.subscription,
+        &["--handle-ms", "300000", "--shutdown-grace-secs", "1"],
+        |lines| count(lines, "started") >= 3,
+    );
+    assert_eq!(count(&lines, "finished"), 0, "{lines:?}");
+    assert!(lines.last().is_some_and(|l| l.ends_with("abandoned=3")), "{lines:?}");
+
+    // Released by the process, not held until the subscription's 60 s ack deadline.
+    let started = tokio::time::Instant::now();
+    let back = env.pull(&channel.subscription, 3, Duration::from_secs(45)).await;
+    let back: HashSet<String> = back.iter().map(|m| m.text()).collect();
+    assert_eq!(back, ["slow0", "slow1", "slow2"].map(String::from).into(), "after {:?}", started.elapsed());
 }

@@ -229,10 +229,10 @@ impl<H: MessageHandler> Consumer<H> {
     }
 
     async fn drain(&self, mut in_flight: JoinSet<()>, stream: MessageStream) {
-        // The stream stays open (unread) until the acks are flushed: on the emulator, acks and nacks
-        // sent after their stream closed were seen to be ignored, the messages then staying leased
-        // for minutes. The price is that the server may push a few messages, even just-nacked ones,
-        // to the unread stream; they return after the short lease extension (see `open_stream`).
+        // The stream stays open, unread, until the acks and nacks are flushed, as Google's own
+        // shutdown does. Closing it first was tried: the emulator mishandles a client's RST_STREAM
+        // (a NoSuchMethodError in its onRstStreamRead) and then lost track of the messages nacked
+        // after it (see docs/ARCHITECTURE.md).
         let grace = self.settings.shutdown_grace();
         let pending = in_flight.len();
         tracing::info!(subscription = self.target.subscription, pending, grace_secs = grace.as_secs(), "draining");
@@ -263,6 +263,7 @@ impl<H: MessageHandler> Consumer<H> {
                 "acks not flushed in time; Pub/Sub will redeliver those messages"
             );
         }
+        drop(stream);
     }
 }
 
