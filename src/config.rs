@@ -11,7 +11,7 @@ use clap::Args;
 use thiserror::Error;
 
 /// A setting that cannot work, found before anything talks to Google Cloud.
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Error, PartialEq)]
 pub enum ConfigError {
     #[error("invalid project id {0:?}: expected 6-30 lowercase letters, digits or hyphens")]
     InvalidProject(String),
@@ -21,6 +21,8 @@ pub enum ConfigError {
     InvalidResourceName { name: &'static str, value: String },
     #[error("{name} must be between {min} and {max}, got {value}")]
     OutOfRange { name: &'static str, value: u64, min: u64, max: u64 },
+    #[error("a fraction must be between 0 and 1, got {0}")]
+    Fraction(f64),
     #[error("min backoff ({min}s) must not exceed max backoff ({max}s)")]
     BackoffOrder { min: u64, max: u64 },
 }

@@ -1,7 +1,18 @@
 //! The generic fan-out/fan-in batch engine. It knows nothing about basketball: a domain plugs in by
 //! listing the items of a key, handling one item and consolidating a finished batch.
 //!
-//! So far: the pure state machine ([`state`]). The Firestore store, trigger, completion and finalize
-//! handlers follow (issue "The batch engine").
+//! - [`state`]: the state machine and its decisions, pure.
+//! - [`documents`]: the Firestore layout.
+//! - [`store`]: Firestore transactions (compare-and-set) for every decision.
+//! - [`engine`]: trigger -> fan-out -> completions -> finalize -> ready.
+//! - [`roles`]: the engine's message handlers for the consumer runtime.
+//! - [`domain`]: the traits a domain implements.
+//! - [`settings`]: the engine's knobs.
 
+pub mod documents;
+pub mod domain;
+pub mod engine;
+pub mod roles;
+pub mod settings;
 pub mod state;
+pub mod store;

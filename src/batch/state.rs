@@ -10,8 +10,9 @@
 //! is unit-tested exhaustively below.
 
 use std::fmt;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use firestore::FirestoreInstant;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -84,7 +85,8 @@ pub struct IllegalTransition {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FinalizeClaim {
     pub owner: String,
-    pub lease_expires_at: SystemTime,
+    #[serde(with = "firestore::serialize_as_timestamp")]
+    pub lease_expires_at: FirestoreInstant,
 }
 
 /// What an instance that saw the last completion should do about finalization.
@@ -111,7 +113,7 @@ pub fn decide_claim(
     expected_items: u64,
     claim: Option<&FinalizeClaim>,
     me: &str,
-    now: SystemTime,
+    now: FirestoreInstant,
 ) -> ClaimDecision {
     match state {
         s if s.is_final() => ClaimDecision::AlreadyFinal,
@@ -123,7 +125,7 @@ pub fn decide_claim(
             // and taking it over is the only way it can finish.
             None => ClaimDecision::TakeOver { previous_owner: String::new() },
             Some(claim) if claim.owner == me => ClaimDecision::AlreadyMine,
-            Some(claim) => match claim.lease_expires_at.duration_since(now) {
+            Some(claim) => match Duration::try_from(claim.lease_expires_at.duration_since(now)) {
                 Ok(expires_in) if !expires_in.is_zero() => {
                     ClaimDecision::HeldByOther { owner: claim.owner.clone(), expires_in }
                 }
@@ -192,13 +194,17 @@ mod tests {
         }
     }
 
-    fn claim(owner: &str, expires_at: SystemTime) -> FinalizeClaim {
+    fn epoch_plus(secs: i64) -> FirestoreInstant {
+        FirestoreInstant::from_second(secs).unwrap()
+    }
+
+    fn claim(owner: &str, expires_at: FirestoreInstant) -> FinalizeClaim {
         FinalizeClaim { owner: owner.into(), lease_expires_at: expires_at }
     }
 
     #[test]
     fn running_batch_is_claimed_only_when_whole() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let now = epoch_plus(1_000);
         assert_eq!(decide_claim(Running, 9, 10, None, "a", now), ClaimDecision::NotReady);
         assert_eq!(decide_claim(Running, 10, 10, None, "a", now), ClaimDecision::Claim);
         assert_eq!(decide_claim(Running, 0, 0, None, "a", now), ClaimDecision::Claim, "an empty batch is whole");
@@ -207,8 +213,8 @@ mod tests {
 
     #[test]
     fn a_live_claim_of_another_owner_makes_the_caller_wait() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
-        let live = claim("b", now + Duration::from_secs(30));
+        let now = epoch_plus(1_000);
+        let live = claim("b", epoch_plus(1_030));
         assert_eq!(
             decide_claim(Finalizing, 10, 10, Some(&live), "a", now),
             ClaimDecision::HeldByOther { owner: "b".into(), expires_in: Duration::from_secs(30) }
@@ -218,8 +224,8 @@ mod tests {
 
     #[test]
     fn an_expired_claim_is_taken_over() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
-        for expired_at in [now, now - Duration::from_secs(1)] {
+        let now = epoch_plus(1_000);
+        for expired_at in [now, epoch_plus(999)] {
             assert_eq!(
                 decide_claim(Finalizing, 10, 10, Some(&claim("b", expired_at)), "a", now),
                 ClaimDecision::TakeOver { previous_owner: "b".into() }
@@ -233,7 +239,7 @@ mod tests {
 
     #[test]
     fn final_batches_need_nothing() {
-        let now = SystemTime::UNIX_EPOCH;
+        let now = epoch_plus(0);
         for state in [Complete, Failed, Superseded] {
             assert_eq!(decide_claim(state, 10, 10, None, "a", now), ClaimDecision::AlreadyFinal);
         }

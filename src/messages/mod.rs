@@ -5,9 +5,11 @@
 
 mod game_date;
 mod trigger;
+mod work;
 
 pub use game_date::GameDate;
 pub use trigger::{TriggerMessage, TriggerMode};
+pub use work::{CompletionMessage, CompletionStatus, ReadyMessage, RequestMessage, validate_document_id};
 
 use thiserror::Error;
 
@@ -31,6 +33,8 @@ pub enum InvalidMessage {
     MetadataTooLarge { size: usize, max: usize },
     #[error("metadata must be a JSON object")]
     MetadataNotObject,
+    #[error("{field} {id:?} cannot be a Firestore document id (empty, '/', '.', '..', '__*__' or over 1500 bytes)")]
+    DocumentId { field: &'static str, id: String },
     #[error("{field} is {len} characters, over the {max}-character limit")]
     FieldTooLong { field: &'static str, len: usize, max: usize },
 }

@@ -1,0 +1,146 @@
+//! The engine's Firestore documents (the design's layout) and where they live.
+//!
+//! ```text
+//! game_dates/{date}                        GameDatePointer   fencing pointer per business key
+//! batches/{batch_id}                       BatchHeader       O(1) writes per batch
+//! batches/{batch_id}/items/{item}          ItemMarker        pending -> done | failed, once
+//! batches/{batch_id}/counters/{shard}      CounterShard      done/failed totals, spread over shards
+//! batches/{batch_id}/results/{item}        (domain's)        the worker's staged output
+//! ```
+
+use firestore::FirestoreInstant;
+use serde::{Deserialize, Serialize};
+
+use super::state::{BatchState, FinalizeClaim};
+
+pub const GAME_DATES: &str = "game_dates";
+pub const BATCHES: &str = "batches";
+pub const ITEMS: &str = "items";
+pub const COUNTERS: &str = "counters";
+pub const RESULTS: &str = "results";
+
+/// `game_dates/{date}`: which generation and batch are current for a date.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GameDatePointer {
+    pub current_generation: u64,
+    pub current_batch_id: String,
+}
+
+/// `batches/{batch_id}`: written when the batch is created, sealed, claimed, finalized and announced,
+/// and never by a completion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchHeader {
+    pub batch_id: String,
+    pub game_date: String,
+    pub generation: u64,
+    pub mode: String,
+    pub reason: String,
+    /// The trigger's metadata object, as JSON text (Firestore maps cannot hold every JSON value).
+    pub metadata_json: String,
+    pub correlation_id: String,
+    pub trigger_message_id: String,
+    pub state: BatchState,
+    pub expected_count: u64,
+    pub counter_shards: u64,
+    /// Failure policy: the batch ends FAILED when more than this fraction of its items failed.
+    pub tolerated_failed_fraction: f64,
+    #[serde(with = "firestore::serialize_as_timestamp")]
+    pub created_at: FirestoreInstant,
+    #[serde(default, with = "firestore::serialize_as_optional_timestamp")]
+    pub sealed_at: Option<FirestoreInstant>,
+    #[serde(default)]
+    pub finalize_claim: Option<FinalizeClaim>,
+    #[serde(default, with = "firestore::serialize_as_optional_timestamp")]
+    pub finalized_at: Option<FirestoreInstant>,
+    /// Outcome counts, copied from the counter shards when the batch is finalized.
+    #[serde(default)]
+    pub done_count: Option<u64>,
+    #[serde(default)]
+    pub failed_count: Option<u64>,
+    #[serde(default)]
+    pub predictions_count: Option<u64>,
+    /// Why the batch ended FAILED (failure policy or a permanent consolidation error).
+    #[serde(default)]
+    pub failure_reason: Option<String>,
+    /// The batch that superseded this one.
+    #[serde(default)]
+    pub superseded_by: Option<String>,
+    /// Outbox: set once the ready event of a COMPLETE batch was published.
+    #[serde(default)]
+    pub ready_message_id: Option<String>,
+    /// How many times this document was written: the engine promises O(1) per batch.
+    pub header_writes: u64,
+    /// Firestore TTL field: a TTL policy on `batches.expire_at` deletes the header after retention.
+    #[serde(with = "firestore::serialize_as_timestamp")]
+    pub expire_at: FirestoreInstant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemStatus {
+    Pending,
+    Done,
+    Failed,
+}
+
+/// `batches/{batch_id}/items/{item}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemMarker {
+    pub status: ItemStatus,
+    /// Completions recorded for this item (1 once terminal; duplicates do not count).
+    pub attempts: u64,
+    pub predictions_count: u64,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl ItemMarker {
+    pub fn pending() -> Self {
+        Self { status: ItemStatus::Pending, attempts: 0, predictions_count: 0, error: None }
+    }
+}
+
+/// `batches/{batch_id}/counters/{shard}`: only ever changed by increments.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterShard {
+    pub done: u64,
+    pub failed: u64,
+    pub predictions: u64,
+}
+
+/// The shard an item's completion is counted in: a stable FNV-1a hash, so a redelivered completion
+/// lands on the same shard on any replica.
+pub fn counter_shard_of(item: &str, shards: u64) -> u64 {
+    let hash = item.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    hash % shards.max(1)
+}
+
+/// The id of the batch a trigger creates: its date and message id, so a redelivered trigger finds
+/// the batch it already created.
+pub fn batch_id_for(game_date: &str, trigger_message_id: &str) -> String {
+    let safe: String =
+        trigger_message_id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    format!("{game_date}-m{safe}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_are_stable_and_spread() {
+        assert_eq!(counter_shard_of("lebronjames", 8), counter_shard_of("lebronjames", 8));
+        let mut used = std::collections::HashSet::new();
+        for i in 0..200 {
+            used.insert(counter_shard_of(&format!("player{i}"), 8));
+        }
+        assert_eq!(used.len(), 8, "200 items use every one of 8 shards");
+        assert_eq!(counter_shard_of("x", 0), 0, "zero shards is treated as one");
+    }
+
+    #[test]
+    fn batch_ids_are_valid_document_ids() {
+        assert_eq!(batch_id_for("2024-04-22", "1234567"), "2024-04-22-m1234567");
+        assert_eq!(batch_id_for("2024-04-22", "a/b"), "2024-04-22-ma_b");
+    }
+}

@@ -1,0 +1,48 @@
+//! How a domain plugs into the engine: list the items of a key, handle one item, consolidate a
+//! finished batch. The engine calls these; it never looks inside items or results.
+
+use thiserror::Error;
+
+use super::documents::BatchHeader;
+use crate::messages::{GameDate, RequestMessage};
+
+/// A domain failure, classified for the engine.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum DomainError {
+    /// Worth another try later (storage unavailable, timeout).
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Retrying cannot help (bad data, missing input).
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+/// The coordinator's side of a domain.
+pub trait BatchDomain: Send + Sync + 'static {
+    /// The items of the batch for `game_date`, as Firestore document ids. An empty list is an empty
+    /// batch, which completes at once.
+    fn list_items(&self, game_date: GameDate) -> impl Future<Output = Result<Vec<String>, DomainError>> + Send;
+
+    /// Moves the staged results of a finished batch into place. Called once per batch by the finalize
+    /// claim holder, but again after a crash or lease takeover, so it must be idempotent; and it must
+    /// never let an older generation overwrite a newer one's results.
+    fn consolidate(&self, batch: &BatchHeader) -> impl Future<Output = Result<(), DomainError>> + Send;
+}
+
+/// What handling one item came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemOutcome {
+    /// Results staged; `predictions_count` of them.
+    Done { predictions_count: u64 },
+    /// The item can never succeed (reported as a failed completion, not retried).
+    Failed(String),
+    /// Try again later (the request is nacked).
+    Retry(String),
+}
+
+/// The worker's side of a domain.
+pub trait ItemHandler: Send + Sync + 'static {
+    /// Handles one item and stages its results (e.g. with [`super::store::BatchStore::stage_result`])
+    /// before returning. Called at least once per item, so it must be idempotent.
+    fn handle_item(&self, request: &RequestMessage) -> impl Future<Output = ItemOutcome> + Send;
+}

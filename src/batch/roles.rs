@@ -1,0 +1,91 @@
+//! The engine's message handlers: how each role turns a delivery into an [`Outcome`] for the consumer
+//! runtime. Parsing failures are rejected (dead-lettered with the reason); transient failures retry.
+
+use std::sync::Arc;
+
+use google_cloud_pubsub::model::Message;
+
+use super::domain::{BatchDomain, ItemHandler, ItemOutcome};
+use super::engine::{BatchEngine, EngineError};
+use crate::consumer::{Delivery, MessageHandler, Outcome};
+use crate::gcp::pubsub::PubSub;
+use crate::messages::{CompletionMessage, RequestMessage, TriggerMessage};
+
+/// Maps an engine result to the message's fate.
+fn outcome_of<T: std::fmt::Debug>(result: Result<T, EngineError>) -> Outcome {
+    match result {
+        Ok(report) => {
+            tracing::debug!(?report, "handled");
+            Outcome::Ack
+        }
+        Err(error) if error.is_transient() => {
+            tracing::warn!(%error, "transient failure; the message will be redelivered");
+            Outcome::Retry(error.to_string())
+        }
+        Err(error) => Outcome::Reject(error.to_string()),
+    }
+}
+
+/// Coordinator: `prediction-trigger-coordinator`.
+pub struct TriggerRole<D>(pub Arc<BatchEngine<D>>);
+
+impl<D: BatchDomain> MessageHandler for TriggerRole<D> {
+    async fn handle(&self, delivery: &Delivery) -> Outcome {
+        match TriggerMessage::parse(&delivery.data) {
+            Ok(trigger) => outcome_of(self.0.start(&trigger, &delivery.message_id).await),
+            Err(invalid) => Outcome::Reject(invalid.to_string()),
+        }
+    }
+}
+
+/// Coordinator: `prediction-completions-coordinator`.
+pub struct CompletionRole<D>(pub Arc<BatchEngine<D>>);
+
+impl<D: BatchDomain> MessageHandler for CompletionRole<D> {
+    async fn handle(&self, delivery: &Delivery) -> Outcome {
+        match CompletionMessage::parse(&delivery.data) {
+            Ok(completion) => outcome_of(self.0.complete(&completion).await),
+            Err(invalid) => Outcome::Reject(invalid.to_string()),
+        }
+    }
+}
+
+/// Worker: `prediction-requests-worker`. Handles the item, then reports its completion; the request
+/// is acked only after the completion is published.
+pub struct WorkerRole<H> {
+    handler: Arc<H>,
+    pubsub: PubSub,
+    completion_topic: String,
+}
+
+impl<H: ItemHandler> WorkerRole<H> {
+    pub fn new(handler: Arc<H>, pubsub: PubSub, completion_topic: String) -> Self {
+        Self { handler, pubsub, completion_topic }
+    }
+}
+
+impl<H: ItemHandler> MessageHandler for WorkerRole<H> {
+    async fn handle(&self, delivery: &Delivery) -> Outcome {
+        let request = match RequestMessage::parse(&delivery.data) {
+            Ok(request) => request,
+            Err(invalid) => return Outcome::Reject(invalid.to_string()),
+        };
+        let completion = match self.handler.handle_item(&request).await {
+            ItemOutcome::Done { predictions_count } => CompletionMessage::ok(&request, predictions_count),
+            ItemOutcome::Failed(error) => {
+                tracing::warn!(
+                    batch_id = request.batch_id,
+                    item = request.player_lookup,
+                    error,
+                    "item failed permanently"
+                );
+                CompletionMessage::failed(&request, &error)
+            }
+            ItemOutcome::Retry(reason) => return Outcome::Retry(reason),
+        };
+        match self.pubsub.publish(&self.completion_topic, Message::new().set_data(completion.to_json())).await {
+            Ok(_) => Outcome::Ack,
+            Err(error) => Outcome::Retry(format!("could not publish the completion: {error}")),
+        }
+    }
+}

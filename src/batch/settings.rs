@@ -1,0 +1,71 @@
+//! Knobs of the batch engine.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::config::ConfigError;
+
+#[derive(Debug, Clone, Args)]
+pub struct EngineSettings {
+    /// Counter shards per batch (1-64): completions of one batch spread their increments over this many
+    /// documents instead of funnelling every item through one.
+    #[arg(long, env = "PROPS_COUNTER_SHARDS", default_value_t = 8)]
+    pub counter_shards: u64,
+    /// How long a finalize claim is held before another instance may take it over (10-3600 s). Longer
+    /// than the slowest consolidation.
+    #[arg(long, env = "PROPS_FINALIZE_LEASE_SECS", default_value_t = 120)]
+    pub finalize_lease_secs: u64,
+    /// Failure policy: a batch with a larger failed fraction ends FAILED instead of consolidating.
+    #[arg(long, env = "PROPS_TOLERATED_FAILED_FRACTION", default_value_t = 0.1)]
+    pub tolerated_failed_fraction: f64,
+    /// Days a batch is kept (sets `expire_at` for the Firestore TTL policy).
+    #[arg(long, env = "PROPS_RETENTION_DAYS", default_value_t = 7)]
+    pub retention_days: u64,
+    /// This process's name in finalize claims; default: host name, process id and a random suffix.
+    #[arg(long, env = "PROPS_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            counter_shards: 8,
+            finalize_lease_secs: 120,
+            tolerated_failed_fraction: 0.1,
+            retention_days: 7,
+            instance_id: None,
+        }
+    }
+}
+
+impl EngineSettings {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let range = |name, value, min, max| {
+            if (min..=max).contains(&value) { Ok(()) } else { Err(ConfigError::OutOfRange { name, value, min, max }) }
+        };
+        range("counter shards", self.counter_shards, 1, 64)?;
+        range("finalize lease (seconds)", self.finalize_lease_secs, 1, 3600)?;
+        range("retention (days)", self.retention_days, 1, 3650)?;
+        if !(0.0..=1.0).contains(&self.tolerated_failed_fraction) {
+            return Err(ConfigError::Fraction(self.tolerated_failed_fraction));
+        }
+        Ok(())
+    }
+
+    pub fn finalize_lease(&self) -> Duration {
+        Duration::from_secs(self.finalize_lease_secs)
+    }
+
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(self.retention_days * 24 * 3600)
+    }
+
+    /// The configured instance id, or a fresh unique one.
+    pub fn instance_id(&self) -> String {
+        self.instance_id.clone().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+            format!("{host}-{}-{:04x}", std::process::id(), rand::random::<u16>())
+        })
+    }
+}

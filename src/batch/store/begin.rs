@@ -1,0 +1,224 @@
+//! Creating (or resuming) the batch for a trigger, writing its item markers, and sealing it.
+
+use std::time::Duration;
+
+use firestore::{FirestoreDb, FirestoreInstant, FirestoreWritePrecondition};
+use futures::FutureExt;
+
+use super::{BatchStore, StoreError, firestore_error};
+use crate::batch::documents::{
+    BATCHES, BatchHeader, COUNTERS, CounterShard, GAME_DATES, GameDatePointer, ITEMS, ItemMarker, batch_id_for,
+};
+use crate::batch::state::BatchState;
+use crate::messages::{TriggerMessage, TriggerMode};
+
+/// BatchWrite accepts at most 500 writes per request.
+const MAX_WRITES_PER_BATCH_WRITE: usize = 500;
+
+/// gRPC codes a create-only write reports when the document already exists.
+const ALREADY_EXISTS: i32 = 6;
+const FAILED_PRECONDITION: i32 = 9;
+
+/// What a trigger asks for, with what the coordinator found out before the transaction.
+#[derive(Debug, Clone)]
+pub struct NewBatch {
+    pub trigger: TriggerMessage,
+    pub trigger_message_id: String,
+    pub correlation_id: String,
+    pub expected_count: u64,
+    pub counter_shards: u64,
+    pub tolerated_failed_fraction: f64,
+    pub retention: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum BeginOutcome {
+    /// A new batch (and generation) was created; `superseded` names the batch it replaced, if any.
+    Created { header: BatchHeader, superseded: Option<String> },
+    /// The trigger was seen before: carry on with the batch it created.
+    Resumed(BatchHeader),
+    /// `start` while a batch for the date is still active, without `metadata.force`: nothing done.
+    ActiveBatchExists(BatchHeader),
+}
+
+impl BatchStore {
+    /// In one transaction on `game_dates/{date}`: find the trigger's batch, or decide to create one
+    /// (superseding an active older batch when regenerating or forced), and move the fencing pointer.
+    pub async fn begin_batch(&self, spec: &NewBatch) -> Result<BeginOutcome, StoreError> {
+        let game_date = spec.trigger.game_date.to_string();
+        let batch_id = batch_id_for(&game_date, &spec.trigger_message_id);
+        let parent = self.batch_path(&batch_id)?;
+        self.db
+            .run_transaction(|db, tx| {
+                let (game_date, batch_id, parent, spec) =
+                    (game_date.clone(), batch_id.clone(), parent.clone(), spec.clone());
+                async move {
+                    if let Some(existing) = read_header(&db, &batch_id).await? {
+                        return Ok(BeginOutcome::Resumed(existing));
+                    }
+                    let pointer: Option<GameDatePointer> =
+                        db.fluent().select().by_id_in(GAME_DATES).obj().one(&game_date).await?;
+                    let pointer = pointer.unwrap_or_default();
+                    let current = match pointer.current_batch_id.as_str() {
+                        "" => None,
+                        id => read_header(&db, id).await?,
+                    };
+                    let active = current.filter(|c| !c.state.is_final());
+                    let replaces_active =
+                        spec.trigger.mode == TriggerMode::RegenerateWithSupersede || spec.trigger.force();
+                    if let Some(active) = &active
+                        && !replaces_active
+                    {
+                        return Ok(BeginOutcome::ActiveBatchExists(active.clone()));
+                    }
+
+                    let now = FirestoreInstant::now();
+                    let header = new_header(&spec, &batch_id, &game_date, pointer.current_generation + 1, now);
+                    db.fluent()
+                        .update()
+                        .in_col(BATCHES)
+                        .precondition(FirestoreWritePrecondition::Exists(false))
+                        .document_id(&batch_id)
+                        .object(&header)
+                        .add_to_transaction(tx)?;
+                    for shard in 0..spec.counter_shards {
+                        db.fluent()
+                            .update()
+                            .in_col(COUNTERS)
+                            .precondition(FirestoreWritePrecondition::Exists(false))
+                            .document_id(shard.to_string())
+                            .parent(&parent)
+                            .object(&CounterShard::default())
+                            .add_to_transaction(tx)?;
+                    }
+                    let pointer =
+                        GameDatePointer { current_generation: header.generation, current_batch_id: batch_id.clone() };
+                    db.fluent()
+                        .update()
+                        .in_col(GAME_DATES)
+                        .document_id(&game_date)
+                        .object(&pointer)
+                        .add_to_transaction(tx)?;
+                    let superseded = match active {
+                        Some(mut older) if older.state.can_become(BatchState::Superseded) => {
+                            older.state = BatchState::Superseded;
+                            older.superseded_by = Some(batch_id.clone());
+                            older.header_writes += 1;
+                            db.fluent()
+                                .update()
+                                .in_col(BATCHES)
+                                .document_id(&older.batch_id)
+                                .object(&older)
+                                .add_to_transaction(tx)?;
+                            Some(older.batch_id)
+                        }
+                        _ => None,
+                    };
+                    Ok(BeginOutcome::Created { header, superseded })
+                }
+                .boxed()
+            })
+            .await
+            .map_err(firestore_error("beginning a batch"))
+    }
+
+    /// Writes a pending marker for each item that has none yet (BatchWrite, create-only, so a marker a
+    /// completion already made terminal is never reset). Returns how many were created.
+    pub async fn write_item_markers(&self, batch_id: &str, items: &[String]) -> Result<usize, StoreError> {
+        let parent = self.batch_path(batch_id)?;
+        let writer = self.db.create_simple_batch_writer().await.map_err(firestore_error("opening a batch writer"))?;
+        let marker = ItemMarker::pending();
+        let mut created = 0;
+        for chunk in items.chunks(MAX_WRITES_PER_BATCH_WRITE) {
+            let mut batch = writer.new_batch();
+            for item in chunk {
+                self.db
+                    .fluent()
+                    .update()
+                    .in_col(ITEMS)
+                    .precondition(FirestoreWritePrecondition::Exists(false))
+                    .document_id(item)
+                    .parent(&parent)
+                    .object(&marker)
+                    .add_to_batch(&mut batch)
+                    .map_err(firestore_error("queueing an item marker"))?;
+            }
+            let response = batch.write().await.map_err(firestore_error("writing item markers"))?;
+            for status in &response.statuses {
+                match status.code {
+                    0 => created += 1,
+                    ALREADY_EXISTS | FAILED_PRECONDITION => {}
+                    code => {
+                        return Err(StoreError::MarkerWrite { code, message: status.message.clone() });
+                    }
+                }
+            }
+        }
+        Ok(created)
+    }
+
+    /// CAS PUBLISHING -> RUNNING once every request is published. Returns the header as it is after.
+    pub async fn seal(&self, batch_id: &str) -> Result<BatchHeader, StoreError> {
+        let batch_id = batch_id.to_string();
+        self.db
+            .run_transaction(|db, tx| {
+                let batch_id = batch_id.clone();
+                async move {
+                    let Some(mut header) = read_header(&db, &batch_id).await? else {
+                        return Ok(None);
+                    };
+                    if header.state == BatchState::Publishing {
+                        header.state = BatchState::Running;
+                        header.sealed_at = Some(FirestoreInstant::now());
+                        header.header_writes += 1;
+                        db.fluent()
+                            .update()
+                            .in_col(BATCHES)
+                            .document_id(&batch_id)
+                            .object(&header)
+                            .add_to_transaction(tx)?;
+                    }
+                    Ok(Some(header))
+                }
+                .boxed()
+            })
+            .await
+            .map_err(firestore_error("sealing a batch"))?
+            .ok_or(StoreError::UnknownBatch(batch_id))
+    }
+}
+
+pub(super) async fn read_header(db: &FirestoreDb, batch_id: &str) -> firestore::FirestoreResult<Option<BatchHeader>> {
+    db.fluent().select().by_id_in(BATCHES).obj().one(batch_id).await
+}
+
+fn new_header(spec: &NewBatch, batch_id: &str, game_date: &str, generation: u64, now: FirestoreInstant) -> BatchHeader {
+    let retention = firestore::jiff::SignedDuration::try_from(spec.retention)
+        .unwrap_or(firestore::jiff::SignedDuration::from_hours(24 * 7));
+    BatchHeader {
+        batch_id: batch_id.to_string(),
+        game_date: game_date.to_string(),
+        generation,
+        mode: spec.trigger.mode.as_str().to_string(),
+        reason: spec.trigger.reason.clone(),
+        metadata_json: serde_json::Value::Object(spec.trigger.metadata.clone()).to_string(),
+        correlation_id: spec.correlation_id.clone(),
+        trigger_message_id: spec.trigger_message_id.clone(),
+        state: BatchState::Publishing,
+        expected_count: spec.expected_count,
+        counter_shards: spec.counter_shards,
+        tolerated_failed_fraction: spec.tolerated_failed_fraction,
+        created_at: now,
+        sealed_at: None,
+        finalize_claim: None,
+        finalized_at: None,
+        done_count: None,
+        failed_count: None,
+        predictions_count: None,
+        failure_reason: None,
+        superseded_by: None,
+        ready_message_id: None,
+        header_writes: 1,
+        expire_at: now.saturating_add(retention).unwrap_or(now),
+    }
+}

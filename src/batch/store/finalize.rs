@@ -1,0 +1,205 @@
+//! The one-time finalization: claim (RUNNING -> FINALIZING with a lease), finish (-> COMPLETE, FAILED
+//! or SUPERSEDED behind the generation fence), and the ready outbox.
+
+use std::time::Duration;
+
+use firestore::{FirestoreDb, FirestoreInstant, FirestoreTransaction};
+use futures::FutureExt;
+
+use super::begin::read_header;
+use super::{BatchStore, StoreError, Totals, firestore_error};
+use crate::batch::documents::{BATCHES, BatchHeader, GAME_DATES, GameDatePointer};
+use crate::batch::state::{BatchState, ClaimDecision, FinalizeClaim, decide_claim, outcome};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimOutcome {
+    pub decision: ClaimDecision,
+    /// The header after the transaction (with this instance's claim when it claimed).
+    pub header: BatchHeader,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FinishOutcome {
+    /// The batch reached its final state now.
+    Finished(BatchHeader),
+    /// This instance no longer holds the claim (lease taken over, or the batch was superseded).
+    NotOwner(BatchHeader),
+}
+
+impl BatchStore {
+    /// Decides and, when it is this instance's to take, records the finalize claim.
+    pub async fn claim_finalize(
+        &self,
+        batch_id: &str,
+        me: &str,
+        lease: Duration,
+        totals: Totals,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let lease =
+            firestore::jiff::SignedDuration::try_from(lease).unwrap_or(firestore::jiff::SignedDuration::from_secs(60));
+        let outcome = self
+            .db
+            .run_transaction(|db, tx| {
+                let (batch_id, me) = (batch_id.to_string(), me.to_string());
+                async move {
+                    let Some(mut header) = read_header(&db, &batch_id).await? else {
+                        return Ok(None);
+                    };
+                    let now = FirestoreInstant::now();
+                    let decision = decide_claim(
+                        header.state,
+                        totals.terminal(),
+                        header.expected_count,
+                        header.finalize_claim.as_ref(),
+                        &me,
+                        now,
+                    );
+                    if matches!(decision, ClaimDecision::Claim | ClaimDecision::TakeOver { .. }) {
+                        header.state = BatchState::Finalizing;
+                        header.finalize_claim = Some(FinalizeClaim {
+                            owner: me.clone(),
+                            lease_expires_at: now.saturating_add(lease).unwrap_or(now),
+                        });
+                        write_header(&db, tx, &mut header)?;
+                    }
+                    Ok(Some(ClaimOutcome { decision, header }))
+                }
+                .boxed()
+            })
+            .await
+            .map_err(firestore_error("claiming finalization"))?;
+        outcome.ok_or_else(|| StoreError::UnknownBatch(batch_id.to_string()))
+    }
+
+    /// Moves a FINALIZING batch this instance holds to its final state: SUPERSEDED when the date's
+    /// pointer moved to another batch (the generation fence), else COMPLETE or FAILED by the failure
+    /// policy (or FAILED with `failure_reason` when given).
+    pub async fn finish(
+        &self,
+        batch_id: &str,
+        me: &str,
+        totals: Totals,
+        failure_reason: Option<&str>,
+    ) -> Result<FinishOutcome, StoreError> {
+        let outcome = self
+            .db
+            .run_transaction(|db, tx| {
+                let (batch_id, me, failure_reason) =
+                    (batch_id.to_string(), me.to_string(), failure_reason.map(String::from));
+                async move {
+                    let Some(mut header) = read_header(&db, &batch_id).await? else {
+                        return Ok(None);
+                    };
+                    let mine = header.state == BatchState::Finalizing
+                        && header.finalize_claim.as_ref().is_some_and(|c| c.owner == me);
+                    if !mine {
+                        return Ok(Some(FinishOutcome::NotOwner(header)));
+                    }
+                    let pointer: Option<GameDatePointer> =
+                        db.fluent().select().by_id_in(GAME_DATES).obj().one(&header.game_date).await?;
+                    let current = pointer.is_some_and(|p| p.current_batch_id == header.batch_id);
+                    header.state = if !current {
+                        BatchState::Superseded
+                    } else if failure_reason.is_some() {
+                        BatchState::Failed
+                    } else {
+                        outcome(totals.failed, header.expected_count, header.tolerated_failed_fraction)
+                    };
+                    if header.state == BatchState::Failed {
+                        header.failure_reason = Some(failure_reason.clone().unwrap_or_else(|| {
+                            format!(
+                                "{} of {} items failed, over the tolerated {:.0}%",
+                                totals.failed,
+                                header.expected_count,
+                                header.tolerated_failed_fraction * 100.0
+                            )
+                        }));
+                    }
+                    header.finalized_at = Some(FirestoreInstant::now());
+                    header.done_count = Some(totals.done);
+                    header.failed_count = Some(totals.failed);
+                    header.predictions_count = Some(totals.predictions);
+                    write_header(&db, tx, &mut header)?;
+                    Ok(Some(FinishOutcome::Finished(header)))
+                }
+                .boxed()
+            })
+            .await
+            .map_err(firestore_error("finishing a batch"))?;
+        outcome.ok_or_else(|| StoreError::UnknownBatch(batch_id.to_string()))
+    }
+
+    /// The outbox: records that the ready event was published (once; a second call changes nothing).
+    pub async fn record_ready(&self, batch_id: &str, ready_message_id: &str) -> Result<(), StoreError> {
+        self.db
+            .run_transaction(|db, tx| {
+                let (batch_id, ready_message_id) = (batch_id.to_string(), ready_message_id.to_string());
+                async move {
+                    if let Some(mut header) = read_header(&db, &batch_id).await?
+                        && header.ready_message_id.is_none()
+                    {
+                        header.ready_message_id = Some(ready_message_id.clone());
+                        write_header(&db, tx, &mut header)?;
+                    }
+                    Ok(())
+                }
+                .boxed()
+            })
+            .await
+            .map_err(firestore_error("recording the ready event"))
+    }
+
+    /// Takes over the announcement of a COMPLETE batch whose ready event was never recorded, but only
+    /// once the finalizer's lease expired (a live finalizer is about to announce it itself). Returns
+    /// whether this caller should announce.
+    pub async fn claim_announcement(&self, batch_id: &str, owner: &str, lease: Duration) -> Result<bool, StoreError> {
+        let lease =
+            firestore::jiff::SignedDuration::try_from(lease).unwrap_or(firestore::jiff::SignedDuration::from_secs(60));
+        self.db
+            .run_transaction(|db, tx| {
+                let (batch_id, owner) = (batch_id.to_string(), owner.to_string());
+                async move {
+                    let Some(mut header) = read_header(&db, &batch_id).await? else {
+                        return Ok(false);
+                    };
+                    let now = FirestoreInstant::now();
+                    let lease_live = header.finalize_claim.as_ref().is_some_and(|c| c.lease_expires_at > now);
+                    if header.state != BatchState::Complete || header.ready_message_id.is_some() || lease_live {
+                        return Ok(false);
+                    }
+                    header.finalize_claim =
+                        Some(FinalizeClaim { owner, lease_expires_at: now.saturating_add(lease).unwrap_or(now) });
+                    write_header(&db, tx, &mut header)?;
+                    Ok(true)
+                }
+                .boxed()
+            })
+            .await
+            .map_err(firestore_error("claiming the announcement"))
+    }
+
+    /// Whether `batch_id` is still the date's current batch (the fence, read outside a transaction).
+    pub async fn is_current(&self, header: &BatchHeader) -> Result<bool, StoreError> {
+        let pointer: Option<GameDatePointer> = self
+            .db
+            .fluent()
+            .select()
+            .by_id_in(GAME_DATES)
+            .obj()
+            .one(&header.game_date)
+            .await
+            .map_err(firestore_error("reading the game date pointer"))?;
+        Ok(pointer.is_some_and(|p| p.current_batch_id == header.batch_id))
+    }
+}
+
+/// Every header write goes through here, so `header_writes` counts them all.
+fn write_header(
+    db: &FirestoreDb,
+    tx: &mut FirestoreTransaction,
+    header: &mut BatchHeader,
+) -> firestore::FirestoreResult<()> {
+    header.header_writes += 1;
+    db.fluent().update().in_col(BATCHES).document_id(&header.batch_id).object(&*header).add_to_transaction(tx)?;
+    Ok(())
+}

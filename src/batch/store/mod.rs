@@ -1,0 +1,250 @@
+//! Firestore access of the batch engine. Every decision is a transaction or a write with a
+//! precondition; transaction closures only read, decide with [`crate::batch::state`] and write, so
+//! re-running them after an ABORTED is harmless. Outcomes that retrying cannot change (a duplicate, a
+//! fenced completion, a claim held by another instance) are returned as values, not errors.
+
+mod begin;
+mod completion;
+mod finalize;
+
+pub use begin::{BeginOutcome, NewBatch};
+pub use completion::CompletionRecord;
+pub use finalize::{ClaimOutcome, FinishOutcome};
+
+use firestore::FirestoreDb;
+use firestore::errors::FirestoreError;
+use serde::Deserialize;
+use thiserror::Error;
+
+use super::documents::{BATCHES, BatchHeader, COUNTERS, CounterShard, ITEMS, ItemMarker, ItemStatus};
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("firestore {operation} failed: {source}")]
+    Firestore { operation: &'static str, source: Box<FirestoreError> },
+    #[error("writing an item marker failed with gRPC code {code}: {message}")]
+    MarkerWrite { code: i32, message: String },
+    #[error("batch {0} does not exist")]
+    UnknownBatch(String),
+    #[error("batch {batch_id} expects {expected} items but its slate now lists {listed}; regenerate the date")]
+    ItemsChanged { batch_id: String, expected: u64, listed: u64 },
+}
+
+impl StoreError {
+    /// Whether retrying the message later may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Firestore { source, .. } => {
+                crate::gcp::errors::is_transient_firestore(source)
+                    || matches!(**source, FirestoreError::ErrorInTransaction(_))
+            }
+            // BatchWrite answers per write; a failure there is the server's, worth another try.
+            StoreError::MarkerWrite { .. } => true,
+            StoreError::UnknownBatch(_) | StoreError::ItemsChanged { .. } => false,
+        }
+    }
+}
+
+/// Tags a Firestore error with the operation that failed.
+pub(crate) fn firestore_error(operation: &'static str) -> impl Fn(FirestoreError) -> StoreError {
+    move |source| StoreError::Firestore { operation, source: Box::new(source) }
+}
+
+/// The batch engine's view of Firestore. Cheap to clone.
+#[derive(Clone)]
+pub struct BatchStore {
+    db: FirestoreDb,
+}
+
+/// Totals of a batch's counter shards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub done: u64,
+    pub failed: u64,
+    pub predictions: u64,
+}
+
+impl Totals {
+    pub fn terminal(&self) -> u64 {
+        self.done + self.failed
+    }
+}
+
+impl BatchStore {
+    pub fn new(db: FirestoreDb) -> Self {
+        Self { db }
+    }
+
+    pub fn db(&self) -> &FirestoreDb {
+        &self.db
+    }
+
+    /// `batches/{batch_id}` as a parent path for its subcollections.
+    pub(crate) fn batch_path(&self, batch_id: &str) -> Result<String, StoreError> {
+        self.db.parent_path(BATCHES, batch_id).map(|p| p.to_string()).map_err(firestore_error("building a path"))
+    }
+
+    pub async fn header(&self, batch_id: &str) -> Result<Option<BatchHeader>, StoreError> {
+        self.db
+            .fluent()
+            .select()
+            .by_id_in(BATCHES)
+            .obj::<BatchHeader>()
+            .one(batch_id)
+            .await
+            .map_err(firestore_error("reading a batch header"))
+    }
+
+    pub async fn item(&self, batch_id: &str, item: &str) -> Result<Option<ItemMarker>, StoreError> {
+        let parent = self.batch_path(batch_id)?;
+        self.db
+            .fluent()
+            .select()
+            .by_id_in(ITEMS)
+            .parent(parent)
+            .obj::<ItemMarker>()
+            .one(item)
+            .await
+            .map_err(firestore_error("reading an item marker"))
+    }
+
+    /// Ids of the items of `batch_id` in `status`, in id order.
+    pub async fn items_in(&self, batch_id: &str, status: ItemStatus) -> Result<Vec<String>, StoreError> {
+        let parent = self.batch_path(batch_id)?;
+        let status_text = serde_json::to_value(status).ok().and_then(|v| v.as_str().map(String::from));
+        let documents = self
+            .db
+            .fluent()
+            .select()
+            .from(ITEMS)
+            .parent(parent)
+            .filter(|q| q.for_all([q.field("status").eq(status_text.clone().unwrap_or_default())]))
+            .query()
+            .await
+            .map_err(firestore_error("listing item markers"))?;
+        let mut ids: Vec<String> =
+            documents.iter().filter_map(|d| d.name.rsplit('/').next().map(String::from)).collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Sums the counter shards with one aggregation query (billed as one read, whatever the shard count).
+    pub async fn totals(&self, batch_id: &str) -> Result<Totals, StoreError> {
+        #[derive(Debug, Default, Deserialize)]
+        struct Sums {
+            #[serde(default)]
+            done: f64,
+            #[serde(default)]
+            failed: f64,
+            #[serde(default)]
+            predictions: f64,
+        }
+        let parent = self.batch_path(batch_id)?;
+        let sums: Vec<Sums> = self
+            .db
+            .fluent()
+            .select()
+            .from(COUNTERS)
+            .parent(parent)
+            .aggregate(|a| {
+                a.fields([
+                    a.field("done").sum("done"),
+                    a.field("failed").sum("failed"),
+                    a.field("predictions").sum("predictions"),
+                ])
+            })
+            .obj()
+            .query()
+            .await
+            .map_err(firestore_error("summing counter shards"))?;
+        let sums = sums.into_iter().next().unwrap_or_default();
+        // Sums of integers come back as integers or doubles depending on the server; both fit u64.
+        Ok(Totals { done: sums.done as u64, failed: sums.failed as u64, predictions: sums.predictions as u64 })
+    }
+
+    /// Every shard document, for tests and tools that check the aggregation.
+    pub async fn shards(&self, batch_id: &str) -> Result<Vec<CounterShard>, StoreError> {
+        let parent = self.batch_path(batch_id)?;
+        self.db
+            .fluent()
+            .select()
+            .from(COUNTERS)
+            .parent(parent)
+            .obj()
+            .query()
+            .await
+            .map_err(firestore_error("reading counter shards"))
+    }
+
+    /// The most recent batches, newest first; only those of `game_date` when given.
+    pub async fn recent_batches(&self, game_date: Option<&str>, limit: u32) -> Result<Vec<BatchHeader>, StoreError> {
+        let query = self.db.fluent().select().from(BATCHES);
+        let mut headers: Vec<BatchHeader> = match game_date {
+            // Filtering on the date and sorting here avoids a composite index; a date has few batches.
+            Some(date) => query
+                .filter(|q| q.for_all([q.field("game_date").eq(date)]))
+                .obj()
+                .query()
+                .await
+                .map_err(firestore_error("listing batches"))?,
+            None => query
+                .order(|o| o.fields([o.field("created_at").descending()]))
+                .limit(limit)
+                .obj()
+                .query()
+                .await
+                .map_err(firestore_error("listing batches"))?,
+        };
+        headers.sort_by_key(|h| std::cmp::Reverse(h.created_at));
+        headers.truncate(limit as usize);
+        Ok(headers)
+    }
+}
+
+impl BatchStore {
+    /// Stages a worker's result for one item in `batches/{batch_id}/results/{item}` (overwrite: a
+    /// redelivered request writes the same result again).
+    pub async fn stage_result<T>(&self, batch_id: &str, item: &str, result: &T) -> Result<(), StoreError>
+    where
+        T: serde::Serialize + for<'de> serde::Deserialize<'de> + Sync + Send,
+    {
+        let parent = self.batch_path(batch_id)?;
+        self.db
+            .fluent()
+            .update()
+            .in_col(super::documents::RESULTS)
+            .document_id(item)
+            .parent(parent)
+            .object(result)
+            .execute::<T>()
+            .await
+            .map(|_| ())
+            .map_err(firestore_error("staging a result"))
+    }
+
+    /// Every staged result of a batch, with its item id.
+    pub async fn staged_results<T>(&self, batch_id: &str) -> Result<Vec<(String, T)>, StoreError>
+    where
+        T: for<'de> serde::Deserialize<'de> + Send,
+    {
+        let parent = self.batch_path(batch_id)?;
+        let documents = self
+            .db
+            .fluent()
+            .select()
+            .from(super::documents::RESULTS)
+            .parent(parent)
+            .query()
+            .await
+            .map_err(firestore_error("reading staged results"))?;
+        documents
+            .iter()
+            .map(|doc| {
+                let id = doc.name.rsplit('/').next().unwrap_or_default().to_string();
+                FirestoreDb::deserialize_doc_to::<T>(doc)
+                    .map(|r| (id, r))
+                    .map_err(firestore_error("decoding a staged result"))
+            })
+            .collect()
+    }
+}

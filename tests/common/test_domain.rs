@@ -1,0 +1,162 @@
+//! A trivial domain for engine tests: items are configured per date, a worker stages one number per
+//! item, and consolidation copies staged results into `test_predictions`, marking older generations
+//! superseded. Consolidation calls are counted in Firestore, so every engine instance adds to one count.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use firestore::FirestoreDb;
+use futures::FutureExt;
+use props_pipeline::batch::documents::BatchHeader;
+use props_pipeline::batch::domain::{BatchDomain, DomainError, ItemHandler, ItemOutcome};
+use props_pipeline::batch::store::BatchStore;
+use props_pipeline::messages::{GameDate, RequestMessage};
+use serde::{Deserialize, Serialize};
+
+pub const PREDICTIONS: &str = "test_predictions";
+pub const CONSOLIDATIONS: &str = "test_consolidations";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Staged {
+    pub value: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    pub game_date: String,
+    pub item: String,
+    pub batch_id: String,
+    pub generation: u64,
+    pub value: u64,
+    #[serde(default)]
+    pub superseded_by: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ConsolidationCount {
+    pub calls: u64,
+}
+
+pub struct TestDomain {
+    pub store: BatchStore,
+    pub items: Mutex<HashMap<GameDate, Vec<String>>>,
+}
+
+impl TestDomain {
+    pub fn new(store: BatchStore) -> Self {
+        Self { store, items: Mutex::default() }
+    }
+
+    pub fn set_items(&self, date: GameDate, items: Vec<String>) {
+        self.items.lock().unwrap().insert(date, items);
+    }
+
+    fn db(&self) -> &FirestoreDb {
+        self.store.db()
+    }
+}
+
+fn transient(e: impl std::fmt::Display) -> DomainError {
+    DomainError::Transient(e.to_string())
+}
+
+impl BatchDomain for TestDomain {
+    async fn list_items(&self, game_date: GameDate) -> Result<Vec<String>, DomainError> {
+        Ok(self.items.lock().unwrap().get(&game_date).cloned().unwrap_or_default())
+    }
+
+    async fn consolidate(&self, batch: &BatchHeader) -> Result<(), DomainError> {
+        let batch_id = batch.batch_id.clone();
+        self.db()
+            .run_transaction(|db, tx| {
+                let batch_id = batch_id.clone();
+                async move {
+                    db.fluent()
+                        .update()
+                        .in_col(CONSOLIDATIONS)
+                        .document_id(&batch_id)
+                        .transforms(|t| t.fields([t.field("calls").increment(1)]))
+                        .only_transform()
+                        .add_to_transaction(tx)?;
+                    Ok::<(), firestore::errors::BackoffError<firestore::errors::FirestoreError>>(())
+                }
+                .boxed()
+            })
+            .await
+            .map_err(transient)?;
+        let staged: Vec<(String, Staged)> = self.store.staged_results(&batch.batch_id).await.map_err(transient)?;
+        for (item, result) in staged {
+            let prediction = Prediction {
+                game_date: batch.game_date.clone(),
+                item: item.clone(),
+                batch_id: batch.batch_id.clone(),
+                generation: batch.generation,
+                value: result.value,
+                superseded_by: None,
+            };
+            self.db()
+                .fluent()
+                .update()
+                .in_col(PREDICTIONS)
+                .document_id(format!("{}-{item}-g{}", batch.game_date, batch.generation))
+                .object(&prediction)
+                .execute::<Prediction>()
+                .await
+                .map_err(transient)?;
+        }
+        // The swap: only now are older generations marked superseded.
+        for mut older in predictions(self.db(), &batch.game_date).await.map_err(transient)? {
+            if older.generation < batch.generation && older.superseded_by.is_none() {
+                older.superseded_by = Some(batch.generation);
+                self.db()
+                    .fluent()
+                    .update()
+                    .in_col(PREDICTIONS)
+                    .document_id(format!("{}-{}-g{}", older.game_date, older.item, older.generation))
+                    .object(&older)
+                    .execute::<Prediction>()
+                    .await
+                    .map_err(transient)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+pub async fn predictions(
+    db: &FirestoreDb,
+    game_date: &str,
+) -> Result<Vec<Prediction>, firestore::errors::FirestoreError> {
+    db.fluent()
+        .select()
+        .from(PREDICTIONS)
+        .filter(|q| q.for_all([q.field("game_date").eq(game_date)]))
+        .obj()
+        .query()
+        .await
+}
+
+pub async fn consolidation_calls(db: &FirestoreDb, batch_id: &str) -> u64 {
+    let count: Option<ConsolidationCount> =
+        db.fluent().select().by_id_in(CONSOLIDATIONS).obj().one(batch_id).await.expect("read consolidation count");
+    count.map(|c| c.calls).unwrap_or(0)
+}
+
+/// Stages `len(item)` for each item; fails the items in `failing` permanently.
+pub struct TestWorker {
+    pub store: BatchStore,
+    pub failing: HashSet<String>,
+}
+
+impl ItemHandler for TestWorker {
+    async fn handle_item(&self, request: &RequestMessage) -> ItemOutcome {
+        if self.failing.contains(&request.player_lookup) {
+            return ItemOutcome::Failed(format!("{} always fails (test)", request.player_lookup));
+        }
+        let staged = Staged { value: request.player_lookup.len() as u64 };
+        match self.store.stage_result(&request.batch_id, &request.player_lookup, &staged).await {
+            Ok(()) => ItemOutcome::Done { predictions_count: 1 },
+            Err(error) => ItemOutcome::Retry(error.to_string()),
+        }
+    }
+}
