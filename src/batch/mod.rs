@@ -8,6 +8,7 @@
 //! - [`roles`]: the engine's message handlers for the consumer runtime.
 //! - [`domain`]: the traits a domain implements.
 //! - [`settings`]: the engine's knobs.
+//! - [`status`]: what `props-pipeline status` reports.
 
 pub mod documents;
 pub mod domain;
@@ -15,4 +16,5 @@ pub mod engine;
 pub mod roles;
 pub mod settings;
 pub mod state;
+pub mod status;
 pub mod store;

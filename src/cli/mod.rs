@@ -3,6 +3,7 @@
 
 pub mod logging;
 mod setup;
+mod status;
 mod trigger;
 
 use anyhow::Context;
@@ -31,6 +32,8 @@ pub enum Command {
     Setup(setup::SetupArgs),
     /// Publish a trigger for a game date, exactly as `gcloud pubsub topics publish` would.
     Trigger(trigger::TriggerArgs),
+    /// List recent batches with their state and progress (done / failed / expected).
+    Status(status::StatusArgs),
 }
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -39,6 +42,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Setup(args) => setup::run(&cli.gcp, &cli.topics, args).await,
         Command::Trigger(args) => trigger::run(&cli.gcp, &cli.topics, args).await,
+        Command::Status(args) => status::run(&cli.gcp, args).await,
     }
 }
 

@@ -1,0 +1,69 @@
+//! What `props-pipeline status` reports: one [`BatchStatus`] per batch, a stable JSON shape that
+//! operators and scripts read (documented in README.md; add fields, never rename or remove them).
+
+use serde::Serialize;
+
+use super::documents::BatchHeader;
+use super::state::BatchState;
+use super::store::{BatchStore, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BatchStatus {
+    pub batch_id: String,
+    pub game_date: String,
+    pub generation: u64,
+    pub state: BatchState,
+    pub mode: String,
+    pub reason: String,
+    pub correlation_id: String,
+    pub expected: u64,
+    pub done: u64,
+    pub failed: u64,
+    pub pending: u64,
+    /// RFC 3339.
+    pub created_at: String,
+    pub finalized_at: Option<String>,
+    pub ready_published: bool,
+    pub superseded_by: Option<String>,
+    pub failure_reason: Option<String>,
+}
+
+/// The JSON document `status --json` prints.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatusReport {
+    pub batches: Vec<BatchStatus>,
+}
+
+impl BatchStatus {
+    fn new(header: BatchHeader, done: u64, failed: u64) -> Self {
+        Self {
+            pending: header.expected_count.saturating_sub(done + failed),
+            batch_id: header.batch_id,
+            game_date: header.game_date,
+            generation: header.generation,
+            state: header.state,
+            mode: header.mode,
+            reason: header.reason,
+            correlation_id: header.correlation_id,
+            expected: header.expected_count,
+            done,
+            failed,
+            created_at: header.created_at.to_string(),
+            finalized_at: header.finalized_at.map(|t| t.to_string()),
+            ready_published: header.ready_message_id.is_some(),
+            superseded_by: header.superseded_by,
+            failure_reason: header.failure_reason,
+        }
+    }
+}
+
+/// The most recent batches (of one date when given), newest first, with live progress from the
+/// counter shards (one aggregation query per batch).
+pub async fn recent(store: &BatchStore, game_date: Option<&str>, limit: u32) -> Result<StatusReport, StoreError> {
+    let mut batches = Vec::new();
+    for header in store.recent_batches(game_date, limit).await? {
+        let totals = store.totals(&header.batch_id).await?;
+        batches.push(BatchStatus::new(header, totals.done, totals.failed));
+    }
+    Ok(StatusReport { batches })
+}
