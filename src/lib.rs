@@ -7,5 +7,7 @@ pub mod config;
 pub mod consumer;
 pub mod gcp;
 pub mod messages;
+pub mod nba;
+pub mod runner;
 pub mod setup;
 pub mod topology;

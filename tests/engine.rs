@@ -19,6 +19,7 @@ use props_pipeline::consumer::{Consumer, ConsumerTarget, MessageHandler};
 use props_pipeline::messages::{
     CompletionMessage, GameDate, ReadyMessage, RequestMessage, TriggerMessage, TriggerMode,
 };
+use props_pipeline::runner::{Role, Roles};
 use props_pipeline::topology::{Channel, ChannelKind};
 use rand::seq::SliceRandom;
 use tokio::task::JoinHandle;
@@ -74,6 +75,23 @@ impl Harness {
         let shutdown = self.shutdown.clone();
         self.consumers.push(tokio::spawn(async move {
             consumer.run(shutdown).await.expect("consumer runs");
+        }));
+    }
+
+    /// Coordinator and worker through the same runner `props-pipeline run all` uses.
+    fn run_all_roles(&mut self, engine: &Arc<BatchEngine<TestDomain>>) {
+        let roles = Roles {
+            pubsub: self.env.pubsub.clone(),
+            topology: self.env.topology.clone(),
+            consumer: ConsumerSettings { concurrency: 16, shutdown_grace_secs: 5, ..Default::default() },
+            engine: Arc::clone(engine),
+            item_handler: Arc::new(TestWorker { store: self.store.clone(), failing: HashSet::new() }),
+            completion_topic: self.env.topics.completion_topic.clone(),
+        };
+        let shutdown = self.shutdown.clone();
+        self.consumers.push(tokio::spawn(async move {
+            let stats = roles.run(&Role::ALL, shutdown).await.expect("roles run");
+            assert_eq!(stats.len(), 3, "trigger, completion and request consumers ran");
         }));
     }
 
@@ -142,8 +160,7 @@ async fn five_hundred_item_batch_completes_with_one_finalize_and_constant_header
     let mut harness = Harness::new("engine-500").await;
     harness.domain.set_items(date(), items(500));
     let engine = harness.engine(EngineSettings::default());
-    harness.run_coordinator(&engine);
-    harness.run_worker(&[]);
+    harness.run_all_roles(&engine);
 
     let batch_id = harness.publish_trigger(TriggerMode::Start).await;
     let header = harness.wait_for_final(&batch_id, Duration::from_secs(240)).await;

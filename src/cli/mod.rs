@@ -1,7 +1,9 @@
 //! Command-line interface: clap definitions and one module per subcommand. Everything here is the
 //! binary's edge (anyhow errors, printing); the work itself lives in the library.
 
+mod load;
 pub mod logging;
+mod run;
 mod setup;
 mod status;
 mod trigger;
@@ -34,6 +36,10 @@ pub enum Command {
     Trigger(trigger::TriggerArgs),
     /// List recent batches with their state and progress (done / failed / expected).
     Status(status::StatusArgs),
+    /// Run pipeline roles (coordinator, worker, or all) until SIGTERM / ctrl-c.
+    Run(run::RunArgs),
+    /// Load the NBA game logs and build slates (players, synthetic prop lines) into Firestore.
+    Load(load::LoadArgs),
 }
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -43,6 +49,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Setup(args) => setup::run(&cli.gcp, &cli.topics, args).await,
         Command::Trigger(args) => trigger::run(&cli.gcp, &cli.topics, args).await,
         Command::Status(args) => status::run(&cli.gcp, args).await,
+        Command::Run(args) => run::run(&cli.gcp, &cli.topics, args).await,
+        Command::Load(args) => load::run(&cli.gcp, args).await,
     }
 }
 

@@ -149,7 +149,7 @@ impl BatchStore {
                     0 => created += 1,
                     ALREADY_EXISTS | FAILED_PRECONDITION => {}
                     code => {
-                        return Err(StoreError::MarkerWrite { code, message: status.message.clone() });
+                        return Err(StoreError::BatchWriteFailed { code, message: status.message.clone() });
                     }
                 }
             }

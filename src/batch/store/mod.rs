@@ -22,8 +22,8 @@ use super::documents::{BATCHES, BatchHeader, COUNTERS, CounterShard, ITEMS, Item
 pub enum StoreError {
     #[error("firestore {operation} failed: {source}")]
     Firestore { operation: &'static str, source: Box<FirestoreError> },
-    #[error("writing an item marker failed with gRPC code {code}: {message}")]
-    MarkerWrite { code: i32, message: String },
+    #[error("a batched write failed with gRPC code {code}: {message}")]
+    BatchWriteFailed { code: i32, message: String },
     #[error("batch {0} does not exist")]
     UnknownBatch(String),
     #[error("batch {batch_id} expects {expected} items but its slate now lists {listed}; regenerate the date")]
@@ -39,7 +39,7 @@ impl StoreError {
                     || matches!(**source, FirestoreError::ErrorInTransaction(_))
             }
             // BatchWrite answers per write; a failure there is the server's, worth another try.
-            StoreError::MarkerWrite { .. } => true,
+            StoreError::BatchWriteFailed { .. } => true,
             StoreError::UnknownBatch(_) | StoreError::ItemsChanged { .. } => false,
         }
     }

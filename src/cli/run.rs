@@ -1,0 +1,81 @@
+//! `props-pipeline run <role>...`
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use props_pipeline::batch::engine::BatchEngine;
+use props_pipeline::batch::settings::EngineSettings;
+use props_pipeline::batch::store::BatchStore;
+use props_pipeline::config::{ConsumerSettings, GcpSettings, TopicNames};
+use props_pipeline::consumer::cancel_on_signals;
+use props_pipeline::gcp::pubsub::PubSub;
+use props_pipeline::nba::domain::{NbaDomain, NbaWorker};
+use props_pipeline::nba::model::ModelConfig;
+use props_pipeline::runner::{Role, Roles};
+use props_pipeline::topology::Topology;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Roles to run in this process: coordinator, worker, or all.
+    #[arg(required = true, value_name = "ROLE")]
+    pub roles: Vec<String>,
+    #[command(flatten)]
+    pub consumer: ConsumerSettings,
+    #[command(flatten)]
+    pub engine: EngineSettings,
+}
+
+fn parse_roles(names: &[String]) -> anyhow::Result<Vec<Role>> {
+    let mut roles = Vec::new();
+    for name in names {
+        let expanded = if name == "all" { Role::ALL.to_vec() } else { vec![name.parse().map_err(anyhow::Error::msg)?] };
+        for role in expanded {
+            if !roles.contains(&role) {
+                roles.push(role);
+            }
+        }
+    }
+    Ok(roles)
+}
+
+pub async fn run(gcp: &GcpSettings, topics: &TopicNames, args: RunArgs) -> anyhow::Result<()> {
+    let roles = parse_roles(&args.roles)?;
+    args.consumer.validate().context("invalid consumer settings")?;
+    args.engine.validate().context("invalid engine settings")?;
+    let pubsub = PubSub::connect(gcp).await?;
+    let store = BatchStore::new(props_pipeline::gcp::firestore::connect(gcp).await?);
+    let engine = BatchEngine::new(
+        store.clone(),
+        pubsub.clone(),
+        topics.clone(),
+        Arc::new(NbaDomain::new(store.clone())),
+        args.engine,
+    );
+    tracing::info!(roles = ?roles, instance_id = engine.instance_id(), project = gcp.project, "starting");
+    let runner = Roles {
+        pubsub,
+        topology: Topology::new(topics),
+        consumer: args.consumer,
+        engine: Arc::new(engine),
+        item_handler: Arc::new(NbaWorker::new(store, ModelConfig::default())),
+        completion_topic: topics.completion_topic.clone(),
+    };
+    runner.run(&roles, cancel_on_signals()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_expands_and_duplicates_collapse() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(parse_roles(&names(&["all"])).unwrap(), Role::ALL.to_vec());
+        assert_eq!(parse_roles(&names(&["worker", "worker"])).unwrap(), vec![Role::Worker]);
+        let error = parse_roles(&names(&["exporter2"])).unwrap_err().to_string();
+        assert!(error.contains("unknown role \"exporter2\""), "{error}");
+    }
+}

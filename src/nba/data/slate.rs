@@ -1,0 +1,48 @@
+//! Who plays on a date, with synthetic lines built only from earlier games.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::NaiveDate;
+
+use super::lines::{LOOKBACK_GAMES, synthetic_lines};
+use crate::nba::types::{GameLog, SlateEntry};
+
+/// Dates that have at least one game, ascending and unique.
+pub fn game_dates(logs: &[GameLog]) -> Vec<NaiveDate> {
+    logs.iter().map(|log| log.game_date).collect::<BTreeSet<_>>().into_iter().collect()
+}
+
+/// The slate of `date`: every player who played on `date` (team, opponent and home from that row)
+/// AND has at least one game strictly before `date`; players without prior games get no line and
+/// are not on the slate. Each entry has one synthetic line per stat (see the module docs) from the
+/// player's last up-to-[`LOOKBACK_GAMES`] games before `date`. Sorted by `player_lookup`.
+///
+/// `logs` need not be sorted. Should a player have two rows on `date`, the first one is used.
+pub fn build_slate(logs: &[GameLog], date: NaiveDate) -> Vec<SlateEntry> {
+    let mut today: BTreeMap<&str, &GameLog> = BTreeMap::new();
+    for log in logs.iter().filter(|log| log.game_date == date) {
+        today.entry(&log.player_lookup).or_insert(log);
+    }
+    let mut history: HashMap<&str, Vec<&GameLog>> = HashMap::new();
+    for log in logs.iter().filter(|log| log.game_date < date && today.contains_key(log.player_lookup.as_str())) {
+        history.entry(&log.player_lookup).or_default().push(log);
+    }
+    today
+        .into_iter()
+        .filter_map(|(lookup, row)| {
+            let past = history.get_mut(lookup)?;
+            // Most recent first; the sort is stable, so same-date rows keep their input order.
+            past.sort_by_key(|log| std::cmp::Reverse(log.game_date));
+            past.truncate(LOOKBACK_GAMES);
+            Some(SlateEntry {
+                player_lookup: row.player_lookup.clone(),
+                player_name: row.player_name.clone(),
+                team: row.team.clone(),
+                opponent: row.opponent.clone(),
+                home: row.home,
+                game_date: date,
+                lines: synthetic_lines(past),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,105 @@
+//! The NBA domain plugged into the batch engine: the slate lists the items, the model handles one
+//! player, consolidation swaps in the new predictions.
+
+use firestore::FirestoreDb;
+
+use super::consolidate::consolidate;
+use super::model::{ModelConfig, ModelError, predict};
+use super::store::{player_logs, slate_entry, slate_header, slate_players};
+use crate::batch::documents::BatchHeader;
+use crate::batch::domain::{BatchDomain, DomainError, ItemHandler, ItemOutcome};
+use crate::batch::store::{BatchStore, StoreError};
+use crate::messages::{GameDate, RequestMessage};
+
+/// The coordinator's side: items are the players on the date's slate.
+pub struct NbaDomain {
+    store: BatchStore,
+}
+
+impl NbaDomain {
+    pub fn new(store: BatchStore) -> Self {
+        Self { store }
+    }
+
+    fn db(&self) -> &FirestoreDb {
+        self.store.db()
+    }
+}
+
+fn storage(error: StoreError) -> DomainError {
+    if error.is_transient() {
+        DomainError::Transient(error.to_string())
+    } else {
+        DomainError::Permanent(error.to_string())
+    }
+}
+
+impl BatchDomain for NbaDomain {
+    async fn list_items(&self, game_date: GameDate) -> Result<Vec<String>, DomainError> {
+        let date = game_date.to_string();
+        if slate_header(self.db(), &date).await.map_err(storage)?.is_none() {
+            return Err(DomainError::Permanent(format!(
+                "no slate for {date}: load it first with `props-pipeline load --game-date {date}`"
+            )));
+        }
+        slate_players(self.db(), &date).await.map_err(storage)
+    }
+
+    async fn consolidate(&self, batch: &BatchHeader) -> Result<(), DomainError> {
+        let summary = consolidate(&self.store, batch).await?;
+        tracing::info!(
+            batch_id = batch.batch_id,
+            written = summary.written,
+            superseded = summary.superseded,
+            skipped_newer = summary.skipped_newer,
+            "predictions consolidated"
+        );
+        Ok(())
+    }
+}
+
+/// The worker's side: one player's history and slate entry in, staged predictions out.
+pub struct NbaWorker {
+    store: BatchStore,
+    config: ModelConfig,
+}
+
+impl NbaWorker {
+    pub fn new(store: BatchStore, config: ModelConfig) -> Self {
+        Self { store, config }
+    }
+}
+
+impl ItemHandler for NbaWorker {
+    async fn handle_item(&self, request: &RequestMessage) -> ItemOutcome {
+        match self.predict(request).await {
+            Ok(count) => ItemOutcome::Done { predictions_count: count },
+            Err(DomainError::Permanent(reason)) => ItemOutcome::Failed(reason),
+            Err(DomainError::Transient(reason)) => ItemOutcome::Retry(reason),
+        }
+    }
+}
+
+impl NbaWorker {
+    async fn predict(&self, request: &RequestMessage) -> Result<u64, DomainError> {
+        let db = self.store.db();
+        let date = request.game_date.to_string();
+        let player = &request.player_lookup;
+        let header = slate_header(db, &date)
+            .await
+            .map_err(storage)?
+            .ok_or_else(|| DomainError::Permanent(format!("no slate for {date}")))?;
+        let entry = slate_entry(db, &date, player)
+            .await
+            .map_err(storage)?
+            .ok_or_else(|| DomainError::Permanent(format!("{player} is not on the {date} slate")))?;
+        let history = player_logs(db, player).await.map_err(storage)?.map(|logs| logs.games).unwrap_or_default();
+        // Model errors (too little history above all) do not change by retrying: a reported,
+        // permanent failure of this item, not an endless redelivery.
+        let prediction = predict(&history, &entry, &header.league, &self.config)
+            .map_err(|error: ModelError| DomainError::Permanent(error.to_string()))?;
+        let count = prediction.props.len() as u64;
+        self.store.stage_result(&request.batch_id, player, &prediction).await.map_err(storage)?;
+        Ok(count)
+    }
+}

@@ -1,0 +1,16 @@
+//! The NBA player-prop domain: data, model, and how it plugs into the batch engine.
+//!
+//! - [`types`]: the vocabulary (game logs, slates, lines, predictions).
+//! - [`data`]: reading the game-log files, synthetic lines, slates (pure).
+//! - [`model`]: the baseline prop model (pure).
+//! - [`store`]: the domain's Firestore documents; [`load`] writes logs and slates.
+//! - [`domain`]: `BatchDomain` (slate items, consolidation) and `ItemHandler` (the worker).
+//! - [`consolidate`]: the generation-safe swap of predictions.
+
+pub mod consolidate;
+pub mod data;
+pub mod domain;
+pub mod load;
+pub mod model;
+pub mod store;
+pub mod types;

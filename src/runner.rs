@@ -1,0 +1,123 @@
+//! Runs a set of roles in one process, each role one or more consumers on the shared runtime, all
+//! stopped by one shutdown token. `props-pipeline run` is a thin wrapper over [`run_roles`].
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::batch::domain::{BatchDomain, ItemHandler};
+use crate::batch::engine::BatchEngine;
+use crate::batch::roles::{CompletionRole, TriggerRole, WorkerRole};
+use crate::config::ConsumerSettings;
+use crate::consumer::{Consumer, ConsumerError, ConsumerTarget, MessageHandler, StatsSnapshot};
+use crate::gcp::pubsub::PubSub;
+use crate::topology::{ChannelKind, Topology};
+
+/// A role of the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Triggers and completions: creates, tracks and finalizes batches.
+    Coordinator,
+    /// Requests: predicts one item each and reports its completion.
+    Worker,
+}
+
+impl Role {
+    pub const ALL: [Role; 2] = [Role::Coordinator, Role::Worker];
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "coordinator" => Ok(Role::Coordinator),
+            "worker" => Ok(Role::Worker),
+            other => Err(format!("unknown role {other:?}: expected coordinator, worker or all")),
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Coordinator => "coordinator",
+            Role::Worker => "worker",
+        })
+    }
+}
+
+/// Everything the roles of one process share.
+pub struct Roles<D, H> {
+    pub pubsub: PubSub,
+    pub topology: Topology,
+    pub consumer: ConsumerSettings,
+    pub engine: Arc<BatchEngine<D>>,
+    pub item_handler: Arc<H>,
+    pub completion_topic: String,
+}
+
+impl<D: BatchDomain, H: ItemHandler> Roles<D, H> {
+    /// Runs `roles` until `shutdown` is cancelled or one consumer fails to start; on a failure the
+    /// others are stopped too and the first error is returned.
+    pub async fn run(&self, roles: &[Role], shutdown: CancellationToken) -> Result<Vec<StatsSnapshot>, ConsumerError> {
+        let mut consumers = JoinSet::new();
+        for role in roles {
+            match role {
+                Role::Coordinator => {
+                    self.spawn(&mut consumers, ChannelKind::Trigger, TriggerRole(Arc::clone(&self.engine)), &shutdown);
+                    self.spawn(
+                        &mut consumers,
+                        ChannelKind::Completion,
+                        CompletionRole(Arc::clone(&self.engine)),
+                        &shutdown,
+                    );
+                }
+                Role::Worker => {
+                    let worker = WorkerRole::new(
+                        Arc::clone(&self.item_handler),
+                        self.pubsub.clone(),
+                        self.completion_topic.clone(),
+                    );
+                    self.spawn(&mut consumers, ChannelKind::Request, worker, &shutdown);
+                }
+            }
+        }
+        let mut stats = Vec::new();
+        let mut first_error = None;
+        while let Some(joined) = consumers.join_next().await {
+            match joined {
+                Ok(Ok(snapshot)) => stats.push(snapshot),
+                Ok(Err(error)) => {
+                    tracing::error!(%error, "a consumer stopped with an error; stopping the others");
+                    shutdown.cancel();
+                    first_error.get_or_insert(error);
+                }
+                Err(join_error) => {
+                    tracing::error!(%join_error, "a consumer task panicked; stopping the others");
+                    shutdown.cancel();
+                }
+            }
+        }
+        first_error.map_or(Ok(stats), Err)
+    }
+
+    fn spawn<M: MessageHandler>(
+        &self,
+        consumers: &mut JoinSet<Result<StatsSnapshot, ConsumerError>>,
+        kind: ChannelKind,
+        handler: M,
+        shutdown: &CancellationToken,
+    ) {
+        let channel = self.topology.channel(kind);
+        let target = ConsumerTarget {
+            subscription: channel.subscription.clone(),
+            dead_letter_topic: Some(channel.dead_letter_topic.clone()),
+        };
+        let consumer = Consumer::new(self.pubsub.clone(), target, self.consumer.clone(), handler);
+        consumers.spawn(consumer.run(shutdown.clone()));
+    }
+}
