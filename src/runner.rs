@@ -1,5 +1,5 @@
 //! Runs a set of roles in one process, each role one or more consumers on the shared runtime, all
-//! stopped by one shutdown token. `props-pipeline run` is a thin wrapper over [`run_roles`].
+//! stopped by one shutdown token. `props-pipeline run` is a thin wrapper over [`Roles::run`].
 
 use std::fmt;
 use std::str::FromStr;
@@ -23,10 +23,12 @@ pub enum Role {
     Coordinator,
     /// Requests: predicts one item each and reports its completion.
     Worker,
+    /// Ready events: writes the front-end file of a consolidated batch.
+    Exporter,
 }
 
 impl Role {
-    pub const ALL: [Role; 2] = [Role::Coordinator, Role::Worker];
+    pub const ALL: [Role; 3] = [Role::Coordinator, Role::Worker, Role::Exporter];
 }
 
 impl FromStr for Role {
@@ -36,7 +38,8 @@ impl FromStr for Role {
         match text {
             "coordinator" => Ok(Role::Coordinator),
             "worker" => Ok(Role::Worker),
-            other => Err(format!("unknown role {other:?}: expected coordinator, worker or all")),
+            "exporter" => Ok(Role::Exporter),
+            other => Err(format!("unknown role {other:?}: expected coordinator, worker, exporter or all")),
         }
     }
 }
@@ -46,21 +49,23 @@ impl fmt::Display for Role {
         f.write_str(match self {
             Role::Coordinator => "coordinator",
             Role::Worker => "worker",
+            Role::Exporter => "exporter",
         })
     }
 }
 
-/// Everything the roles of one process share.
-pub struct Roles<D, H> {
+/// Everything the roles of one process share: the engine and the domain's worker and exporter.
+pub struct Roles<D, H, X> {
     pub pubsub: PubSub,
     pub topology: Topology,
     pub consumer: ConsumerSettings,
     pub engine: Arc<BatchEngine<D>>,
     pub item_handler: Arc<H>,
+    pub exporter: Arc<X>,
     pub completion_topic: String,
 }
 
-impl<D: BatchDomain, H: ItemHandler> Roles<D, H> {
+impl<D: BatchDomain, H: ItemHandler, X: MessageHandler> Roles<D, H, X> {
     /// Runs `roles` until `shutdown` is cancelled or one consumer fails to start; on a failure the
     /// others are stopped too and the first error is returned.
     pub async fn run(&self, roles: &[Role], shutdown: CancellationToken) -> Result<Vec<StatsSnapshot>, ConsumerError> {
@@ -83,6 +88,9 @@ impl<D: BatchDomain, H: ItemHandler> Roles<D, H> {
                         self.completion_topic.clone(),
                     );
                     self.spawn(&mut consumers, ChannelKind::Request, worker, &shutdown);
+                }
+                Role::Exporter => {
+                    self.spawn(&mut consumers, ChannelKind::Ready, Arc::clone(&self.exporter), &shutdown);
                 }
             }
         }

@@ -35,6 +35,14 @@ fn items(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("player{i:04}")).collect()
 }
 
+/// Never runs (the exporter role is not started in these tests); it only fills the runner's slot.
+struct NoExporter;
+impl MessageHandler for NoExporter {
+    async fn handle(&self, _: &props_pipeline::consumer::Delivery) -> props_pipeline::consumer::Outcome {
+        props_pipeline::consumer::Outcome::Retry("no exporter in engine tests".into())
+    }
+}
+
 struct Harness {
     env: TestEnv,
     store: BatchStore,
@@ -86,11 +94,13 @@ impl Harness {
             consumer: ConsumerSettings { concurrency: 16, shutdown_grace_secs: 5, ..Default::default() },
             engine: Arc::clone(engine),
             item_handler: Arc::new(TestWorker { store: self.store.clone(), failing: HashSet::new() }),
+            // The test domain exports nothing; the ready events stay for the test to read.
+            exporter: Arc::new(NoExporter),
             completion_topic: self.env.topics.completion_topic.clone(),
         };
         let shutdown = self.shutdown.clone();
         self.consumers.push(tokio::spawn(async move {
-            let stats = roles.run(&Role::ALL, shutdown).await.expect("roles run");
+            let stats = roles.run(&[Role::Coordinator, Role::Worker], shutdown).await.expect("roles run");
             assert_eq!(stats.len(), 3, "trigger, completion and request consumers ran");
         }));
     }
@@ -449,4 +459,36 @@ async fn a_complete_batch_whose_ready_event_was_lost_is_announced_once_after_the
     let header = harness.store.header(&batch_id).await.unwrap().unwrap();
     assert!(header.ready_message_id.is_some());
     assert_eq!(harness.ready_events(Duration::from_secs(3)).await.len(), 1, "announced once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failure_policy_fails_a_batch_over_the_tolerated_fraction_and_completes_one_under_it() {
+    for (failing, expected_state) in
+        [(&["player0003"][..], BatchState::Complete), (&["player0003", "player0007"][..], BatchState::Failed)]
+    {
+        let mut harness = Harness::new("engine-policy").await;
+        harness.domain.set_items(date(), items(10));
+        let engine = harness.engine(EngineSettings { tolerated_failed_fraction: 0.1, ..Default::default() });
+        harness.run_coordinator(&engine);
+        harness.run_worker(failing);
+        let batch_id = harness.publish_trigger(TriggerMode::Start).await;
+        let header = harness.wait_for_final(&batch_id, Duration::from_secs(60)).await;
+        let ready = harness.ready_events(Duration::from_secs(2)).await;
+        let db = harness.store.db().clone();
+        let failed_marker = harness.store.item(&batch_id, "player0003").await.unwrap().unwrap();
+        harness.stop().await;
+
+        assert_eq!(header.state, expected_state, "{} failing of 10", failing.len());
+        assert_eq!(header.failed_count, Some(failing.len() as u64));
+        assert_eq!(failed_marker.status, ItemStatus::Failed);
+        assert!(failed_marker.error.as_deref().is_some_and(|e| e.contains("always fails")), "{failed_marker:?}");
+        if expected_state == BatchState::Failed {
+            assert!(header.failure_reason.as_deref().is_some_and(|r| r.contains("2 of 10 items failed")), "{header:?}");
+            assert_eq!(consolidation_calls(&db, &batch_id).await, 0, "a failed batch is not consolidated");
+            assert!(ready.is_empty(), "a failed batch is not announced: {ready:?}");
+        } else {
+            assert_eq!(consolidation_calls(&db, &batch_id).await, 1);
+            assert_eq!(ready.len(), 1);
+        }
+    }
 }

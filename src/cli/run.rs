@@ -1,5 +1,6 @@
 //! `props-pipeline run <role>...`
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -11,19 +12,23 @@ use props_pipeline::config::{ConsumerSettings, GcpSettings, TopicNames};
 use props_pipeline::consumer::cancel_on_signals;
 use props_pipeline::gcp::pubsub::PubSub;
 use props_pipeline::nba::domain::{NbaDomain, NbaWorker};
+use props_pipeline::nba::export::{ExportRole, Exporter};
 use props_pipeline::nba::model::ModelConfig;
 use props_pipeline::runner::{Role, Roles};
 use props_pipeline::topology::Topology;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Roles to run in this process: coordinator, worker, or all.
+    /// Roles to run in this process: coordinator, worker, exporter, or all.
     #[arg(required = true, value_name = "ROLE")]
     pub roles: Vec<String>,
     #[command(flatten)]
     pub consumer: ConsumerSettings,
     #[command(flatten)]
     pub engine: EngineSettings,
+    /// Folder the exporter writes `{date}.json` files to.
+    #[arg(long, env = "PROPS_EXPORT_DIR", default_value = "out/exports")]
+    pub export_dir: PathBuf,
 }
 
 fn parse_roles(names: &[String]) -> anyhow::Result<Vec<Role>> {
@@ -58,7 +63,8 @@ pub async fn run(gcp: &GcpSettings, topics: &TopicNames, args: RunArgs) -> anyho
         topology: Topology::new(topics),
         consumer: args.consumer,
         engine: Arc::new(engine),
-        item_handler: Arc::new(NbaWorker::new(store, ModelConfig::default())),
+        item_handler: Arc::new(NbaWorker::new(store.clone(), ModelConfig::default())),
+        exporter: Arc::new(ExportRole(Exporter::new(store.db().clone(), args.export_dir))),
         completion_topic: topics.completion_topic.clone(),
     };
     runner.run(&roles, cancel_on_signals()).await?;
@@ -75,6 +81,7 @@ mod tests {
         let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(parse_roles(&names(&["all"])).unwrap(), Role::ALL.to_vec());
         assert_eq!(parse_roles(&names(&["worker", "worker"])).unwrap(), vec![Role::Worker]);
+        assert_eq!(parse_roles(&names(&["exporter", "coordinator"])).unwrap(), vec![Role::Exporter, Role::Coordinator]);
         let error = parse_roles(&names(&["exporter2"])).unwrap_err().to_string();
         assert!(error.contains("unknown role \"exporter2\""), "{error}");
     }

@@ -35,3 +35,10 @@ pub enum Outcome {
 pub trait MessageHandler: Send + Sync + 'static {
     fn handle(&self, delivery: &Delivery) -> impl Future<Output = Outcome> + Send;
 }
+
+/// A shared handler is a handler: lets one instance serve several consumers.
+impl<T: MessageHandler> MessageHandler for std::sync::Arc<T> {
+    fn handle(&self, delivery: &Delivery) -> impl Future<Output = Outcome> + Send {
+        T::handle(self, delivery)
+    }
+}

@@ -9,7 +9,9 @@ mod work;
 
 pub use game_date::GameDate;
 pub use trigger::{TriggerMessage, TriggerMode};
-pub use work::{CompletionMessage, CompletionStatus, ReadyMessage, RequestMessage, validate_document_id};
+pub use work::{
+    CompletionMessage, CompletionStatus, MAX_ERROR_CHARS, ReadyMessage, RequestMessage, validate_document_id,
+};
 
 use thiserror::Error;
 

@@ -6,10 +6,12 @@
 //! - [`store`]: the domain's Firestore documents; [`load`] writes logs and slates.
 //! - [`domain`]: `BatchDomain` (slate items, consolidation) and `ItemHandler` (the worker).
 //! - [`consolidate`]: the generation-safe swap of predictions.
+//! - [`export`]: the exporter role and the front-end file.
 
 pub mod consolidate;
 pub mod data;
 pub mod domain;
+pub mod export;
 pub mod load;
 pub mod model;
 pub mod store;

@@ -1,0 +1,244 @@
+//! The exporter role: on `predictions-ready`, write the date's front-end file and record it.
+//!
+//! The file (`{export_dir}/{date}.json`, schema below and in README.md) is written to a temporary file
+//! in the same folder and renamed into place, so a reader never sees half a file. An export never
+//! replaces a newer generation: the Firestore record `exports/{date}` is advanced by compare-and-set
+//! and the file already in place is checked before the rename. Re-exporting the same generation
+//! writes byte-identical content (no timestamps in the file), so redeliveries are harmless.
+
+use std::path::{Path, PathBuf};
+
+use firestore::{FirestoreDb, FirestoreInstant};
+use futures::FutureExt;
+use serde::{Deserialize, Serialize};
+
+use super::store::{EXPORTS, ExportRecord, StoredPrediction, current_predictions, fingerprint, firestore_error};
+use super::types::PlayerPrediction;
+use crate::batch::store::StoreError;
+use crate::consumer::{Delivery, MessageHandler, Outcome};
+use crate::messages::ReadyMessage;
+
+/// Version of the export file's schema; bumped only on an incompatible change.
+pub const EXPORT_SCHEMA_VERSION: u32 = 1;
+
+/// The front-end file of one date.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportFile {
+    pub schema_version: u32,
+    pub game_date: String,
+    pub batch_id: String,
+    pub generation: u64,
+    /// Players sorted by `player_lookup`.
+    pub players: Vec<PlayerPrediction>,
+    pub attribution: String,
+}
+
+const ATTRIBUTION: &str = "Statistics originate from NBA.com (via the MIT-licensed NocturneBear/NBA-Data-2010-2024 and \
+spon7ge/NBA-Prop-Predictor data sets). Prop lines are synthetic: floor(mean of the last 10 games) + 0.5 at -110/-110.";
+
+/// What handling one ready event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportOutcome {
+    Written {
+        path: PathBuf,
+        players: usize,
+    },
+    /// A newer generation is already exported (or consolidated) for the date.
+    SkippedOlder {
+        exported_generation: u64,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("writing {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+pub struct Exporter {
+    db: FirestoreDb,
+    dir: PathBuf,
+}
+
+impl Exporter {
+    pub fn new(db: FirestoreDb, dir: PathBuf) -> Self {
+        Self { db, dir }
+    }
+
+    pub fn path_for(&self, game_date: &str) -> PathBuf {
+        self.dir.join(format!("{game_date}.json"))
+    }
+
+    pub async fn export(&self, ready: &ReadyMessage) -> Result<ExportOutcome, ExportError> {
+        let date = ready.game_date.to_string();
+        let current = current_predictions(&self.db, &date).await?;
+        let newest = current.iter().map(|p| p.generation).max().unwrap_or(0);
+        if newest > ready.generation {
+            return Ok(ExportOutcome::SkippedOlder { exported_generation: newest });
+        }
+        let mut players: Vec<PlayerPrediction> = current
+            .into_iter()
+            .filter(|p: &StoredPrediction| p.generation == ready.generation)
+            .map(|p| p.prediction)
+            .collect();
+        players.sort_by(|a, b| a.player_lookup.cmp(&b.player_lookup));
+        let file = ExportFile {
+            schema_version: EXPORT_SCHEMA_VERSION,
+            game_date: date.clone(),
+            batch_id: ready.batch_id.clone(),
+            generation: ready.generation,
+            players,
+            attribution: ATTRIBUTION.to_string(),
+        };
+        // Serializing plain data cannot fail.
+        let bytes = serde_json::to_vec_pretty(&file).unwrap_or_default();
+        let path = self.path_for(&date);
+        let record = ExportRecord {
+            game_date: date.clone(),
+            batch_id: ready.batch_id.clone(),
+            generation: ready.generation,
+            location: path.display().to_string(),
+            checksum: fingerprint(&bytes),
+            players: file.players.len() as u64,
+        };
+        if let Some(exported_generation) = self.advance_record(&record).await? {
+            return Ok(ExportOutcome::SkippedOlder { exported_generation });
+        }
+        if let Some(in_place) = generation_in_file(&path)
+            && in_place > ready.generation
+        {
+            return Ok(ExportOutcome::SkippedOlder { exported_generation: in_place });
+        }
+        write_atomically(&path, &bytes).map_err(|source| ExportError::Io { path: path.clone(), source })?;
+        Ok(ExportOutcome::Written { path, players: file.players.len() })
+    }
+
+    /// CAS on `exports/{date}`: records this export unless a newer generation is recorded. Returns the
+    /// newer generation when there is one.
+    async fn advance_record(&self, record: &ExportRecord) -> Result<Option<u64>, StoreError> {
+        let record = record.clone();
+        self.db
+            .run_transaction(|db, tx| {
+                let record = record.clone();
+                async move {
+                    let existing: Option<ExportRecord> =
+                        db.fluent().select().by_id_in(EXPORTS).obj().one(&record.game_date).await?;
+                    if let Some(existing) = existing
+                        && existing.generation > record.generation
+                    {
+                        return Ok(Some(existing.generation));
+                    }
+                    db.fluent()
+                        .update()
+                        .in_col(EXPORTS)
+                        .document_id(&record.game_date)
+                        .object(&StoredExportRecord { record: record.clone(), exported_at: FirestoreInstant::now() })
+                        .add_to_transaction(tx)?;
+                    Ok(None)
+                }
+                .boxed()
+            })
+            .await
+            .map_err(firestore_error("recording an export"))
+    }
+}
+
+/// The export record as stored: the record plus when it was written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredExportRecord {
+    #[serde(flatten)]
+    record: ExportRecord,
+    #[serde(with = "firestore::serialize_as_timestamp")]
+    exported_at: FirestoreInstant,
+}
+
+fn generation_in_file(path: &Path) -> Option<u64> {
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice::<ExportFile>(&bytes).ok().map(|f| f.generation)
+}
+
+/// Temp file in the same folder (same file system), fsync, then rename over the target.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.{}-{:08x}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("export"),
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Exporter: `predictions-ready-exporter`.
+pub struct ExportRole(pub Exporter);
+
+impl MessageHandler for ExportRole {
+    async fn handle(&self, delivery: &Delivery) -> Outcome {
+        let ready = match ReadyMessage::parse(&delivery.data) {
+            Ok(ready) => ready,
+            Err(invalid) => return Outcome::Reject(invalid.to_string()),
+        };
+        match self.0.export(&ready).await {
+            Ok(ExportOutcome::Written { path, players }) => {
+                tracing::info!(game_date = %ready.game_date, generation = ready.generation, batch_id = ready.batch_id,
+                    players, path = %path.display(), "exported");
+                Outcome::Ack
+            }
+            Ok(ExportOutcome::SkippedOlder { exported_generation }) => {
+                tracing::info!(game_date = %ready.game_date, generation = ready.generation, exported_generation,
+                    "export skipped: a newer generation is exported");
+                Outcome::Ack
+            }
+            Err(ExportError::Store(error)) if !error.is_transient() => Outcome::Reject(error.to_string()),
+            Err(error) => Outcome::Retry(error.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_the_file_and_leaves_no_temp_files() {
+        let dir = std::env::temp_dir().join(format!("props-export-test-{}", rand::random::<u32>()));
+        let path = dir.join("2024-04-22.json");
+        write_atomically(&path, b"{\"a\":1}").unwrap();
+        write_atomically(&path, b"{\"a\":2}").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"{\"a\":2}");
+        let entries: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(entries.len(), 1, "only the target remains");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn reads_the_generation_of_the_file_in_place() {
+        let dir = std::env::temp_dir().join(format!("props-export-gen-{}", rand::random::<u32>()));
+        let path = dir.join("d.json");
+        assert_eq!(generation_in_file(&path), None);
+        let file = ExportFile {
+            schema_version: 1,
+            game_date: "2024-04-22".into(),
+            batch_id: "b".into(),
+            generation: 7,
+            players: vec![],
+            attribution: String::new(),
+        };
+        write_atomically(&path, &serde_json::to_vec(&file).unwrap()).unwrap();
+        assert_eq!(generation_in_file(&path), Some(7));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
