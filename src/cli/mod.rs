@@ -1,6 +1,7 @@
 //! Command-line interface: clap definitions and one module per subcommand. Everything here is the
 //! binary's edge (anyhow errors, printing); the work itself lives in the library.
 
+mod backtest;
 mod load;
 pub mod logging;
 mod run;
@@ -40,6 +41,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Load the NBA game logs and build slates (players, synthetic prop lines) into Firestore.
     Load(load::LoadArgs),
+    /// Walk-forward backtest of the model over a range of game dates (Brier, log loss, hit rate, calibration).
+    Backtest(backtest::BacktestArgs),
 }
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -51,6 +54,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => status::run(&cli.gcp, args).await,
         Command::Run(args) => run::run(&cli.gcp, &cli.topics, args).await,
         Command::Load(args) => load::run(&cli.gcp, args).await,
+        Command::Backtest(args) => backtest::run(args),
     }
 }
 
