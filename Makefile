@@ -7,13 +7,17 @@ STATE := .emulators/env
 # Integration tests share two emulators but each uses its own project id, so they may run in parallel.
 CARGO_TEST_FLAGS ?=
 
-.PHONY: build release emulators emulators-stop emulators-status lint fmt test test-unit clean
+.PHONY: build release demo emulators emulators-stop emulators-status lint fmt test test-unit clean
 
 build:
 	cargo build --all-targets
 
 release:
 	cargo build --release
+
+# The main job locally: emulators, setup, load, all roles, one real playoff date end to end.
+demo:
+	scripts/demo.sh
 
 emulators:
 	$(EMULATORS) start

@@ -67,3 +67,12 @@ pub async fn recent(store: &BatchStore, game_date: Option<&str>, limit: u32) -> 
     }
     Ok(StatusReport { batches })
 }
+
+/// One batch's status, `None` when it does not exist (yet).
+pub async fn one(store: &BatchStore, batch_id: &str) -> Result<Option<BatchStatus>, StoreError> {
+    let Some(header) = store.header(batch_id).await? else {
+        return Ok(None);
+    };
+    let totals = store.totals(batch_id).await?;
+    Ok(Some(BatchStatus::new(header, totals.done, totals.failed)))
+}

@@ -1,14 +1,20 @@
 //! `props-pipeline status`
 
-use anyhow::Context;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
 use clap::Args;
-use props_pipeline::batch::status::{StatusReport, recent};
+use indicatif::{ProgressBar, ProgressStyle};
+use props_pipeline::batch::state::BatchState;
+use props_pipeline::batch::status::{BatchStatus, StatusReport, one, recent};
 use props_pipeline::batch::store::BatchStore;
 use props_pipeline::config::GcpSettings;
 use props_pipeline::messages::GameDate;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    /// Show this batch only (its id, e.g. 2024-04-22-m123); with --watch, follow it to its final state.
+    pub batch_id: Option<String>,
     /// Only batches of this game date (YYYY-MM-DD).
     #[arg(long)]
     pub game_date: Option<String>,
@@ -18,6 +24,12 @@ pub struct StatusArgs {
     /// Print the stable JSON document instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// With a batch id: show a live progress bar until the batch is final (exit 1 if it ends FAILED).
+    #[arg(long, requires = "batch_id")]
+    pub watch: bool,
+    /// With --watch: give up after this many seconds (also when the batch never appears).
+    #[arg(long, default_value_t = 3600)]
+    pub timeout_secs: u64,
 }
 
 pub async fn run(gcp: &GcpSettings, args: StatusArgs) -> anyhow::Result<()> {
@@ -25,14 +37,64 @@ pub async fn run(gcp: &GcpSettings, args: StatusArgs) -> anyhow::Result<()> {
         Some(text) => Some(text.parse::<GameDate>().context("invalid --game-date")?.to_string()),
         None => None,
     };
-    let db = props_pipeline::gcp::firestore::connect(gcp).await?;
-    let report = recent(&BatchStore::new(db), game_date.as_deref(), args.limit).await.context("reading batches")?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    let store = BatchStore::new(props_pipeline::gcp::firestore::connect(gcp).await?);
+    if let Some(batch_id) = &args.batch_id {
+        if args.watch {
+            return watch(&store, batch_id, Duration::from_secs(args.timeout_secs)).await;
+        }
+        let status = one(&store, batch_id).await?.with_context(|| format!("no batch {batch_id}"))?;
+        return print(&StatusReport { batches: vec![status] }, args.json);
+    }
+    let report = recent(&store, game_date.as_deref(), args.limit).await.context("reading batches")?;
+    print(&report, args.json)
+}
+
+fn print(report: &StatusReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
     } else {
-        print_table(&report);
+        print_table(report);
     }
     Ok(())
+}
+
+/// Polls the batch once a second; the bar counts terminal items (done + failed) of the expected.
+async fn watch(store: &BatchStore, batch_id: &str, timeout: Duration) -> anyhow::Result<()> {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:<22} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message("waiting for the batch");
+    let deadline = tokio::time::Instant::now() + timeout;
+    let last = loop {
+        if let Some(status) = one(store, batch_id).await? {
+            bar.set_length(status.expected);
+            bar.set_position(status.done + status.failed);
+            bar.set_message(format!("{} ({} failed)", status.state, status.failed));
+            if status.state.is_final() {
+                break status;
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bar.abandon();
+            bail!("batch {batch_id} not final after {}s", timeout.as_secs());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    bar.finish();
+    summarize(&last);
+    if last.state == BatchState::Failed {
+        bail!("batch {batch_id} FAILED: {}", last.failure_reason.as_deref().unwrap_or("no reason recorded"));
+    }
+    Ok(())
+}
+
+fn summarize(status: &BatchStatus) {
+    println!(
+        "{} {}: {} done, {} failed of {} (generation {})",
+        status.batch_id, status.state, status.done, status.failed, status.expected, status.generation
+    );
 }
 
 fn print_table(report: &StatusReport) {
