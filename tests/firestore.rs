@@ -15,41 +15,29 @@ struct Marker {
 async fn create_if_absent_succeeds_once_and_stale_update_times_are_refused() {
     let env = TestEnv::new("firestore").await;
     let db = env.firestore().await;
-    let create = |state: &str| {
+    let write = |state: &str, precondition: FirestoreWritePrecondition| {
         let marker = Marker { state: state.into() };
         let db = db.clone();
         async move {
             db.fluent()
                 .update()
                 .in_col("markers")
-                .precondition(FirestoreWritePrecondition::Exists(false))
+                .precondition(precondition)
                 .document_id("m1")
                 .object(&marker)
                 .execute::<Marker>()
                 .await
         }
     };
-    create("pending").await.expect("first create");
-    assert!(create("pending").await.is_err(), "a second create of the same document must be refused");
+    let absent = || FirestoreWritePrecondition::Exists(false);
+    write("pending", absent()).await.expect("first create");
+    assert!(write("pending", absent()).await.is_err(), "a second create of the same document must be refused");
 
     let doc = db.fluent().select().by_id_in("markers").one("m1").await.unwrap().expect("document exists");
     let seen = firestore::timestamp_utils::from_timestamp(doc.update_time.unwrap()).unwrap();
-    let write = |state: &str| {
-        let marker = Marker { state: state.into() };
-        let db = db.clone();
-        async move {
-            db.fluent()
-                .update()
-                .in_col("markers")
-                .precondition(FirestoreWritePrecondition::UpdateTime(seen))
-                .document_id("m1")
-                .object(&marker)
-                .execute::<Marker>()
-                .await
-        }
-    };
-    write("done").await.expect("update at the time we read");
-    assert!(write("failed").await.is_err(), "an update based on a stale read must be refused");
+    let seen = || FirestoreWritePrecondition::UpdateTime(seen);
+    write("done", seen()).await.expect("update at the time we read");
+    assert!(write("failed", seen()).await.is_err(), "an update based on a stale read must be refused");
     let stored: Marker = db.fluent().select().by_id_in("markers").obj().one("m1").await.unwrap().unwrap();
     assert_eq!(stored, Marker { state: "done".into() });
 }

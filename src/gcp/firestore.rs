@@ -17,3 +17,8 @@ pub async fn connect(settings: &GcpSettings) -> Result<FirestoreDb, GcpError> {
         .await
         .map_err(|source| GcpError::Connect { service: "Firestore", source: anyhow::Error::new(source) })
 }
+
+/// The id of a document: the last segment of its resource name.
+pub fn document_id(document: &firestore::FirestoreDocument) -> &str {
+    document.name.rsplit('/').next().unwrap_or_default()
+}

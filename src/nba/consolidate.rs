@@ -19,6 +19,7 @@ use super::types::PlayerPrediction;
 use crate::batch::documents::BatchHeader;
 use crate::batch::domain::DomainError;
 use crate::batch::store::{BatchStore, StoreError};
+use crate::gcp::firestore::document_id;
 
 /// One planned write of a consolidation.
 enum Write {
@@ -63,7 +64,7 @@ async fn read_current(
         .map_err(firestore_error("reading current predictions"))?;
     let mut current = HashMap::new();
     for doc in documents {
-        let id = doc.name.rsplit('/').next().unwrap_or_default().to_string();
+        let id = document_id(&doc).to_string();
         let stored: StoredPrediction =
             FirestoreDb::deserialize_doc_to(&doc).map_err(firestore_error("decoding a prediction"))?;
         let update_time = doc.update_time.and_then(|t| firestore::timestamp_utils::from_timestamp(t).ok());

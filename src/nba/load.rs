@@ -14,6 +14,7 @@ use super::model::LeagueContext;
 use super::store::{PLAYER_LOGS, PlayerLogs, SLATE_PLAYERS, SLATES, SlateHeader, fingerprint, firestore_error};
 use super::types::{GameLog, SlateEntry};
 use crate::batch::store::StoreError;
+use crate::gcp::firestore::document_id;
 
 /// Player documents are up to ~100 KB; 100 per BatchWrite stays well under its 10 MiB request limit.
 const PLAYERS_PER_BATCH: usize = 100;
@@ -156,7 +157,7 @@ async fn checksums(db: &FirestoreDb, collection: &str) -> Result<HashMap<String,
     Ok(documents
         .iter()
         .filter_map(|doc| {
-            let id = doc.name.rsplit('/').next()?.to_string();
+            let id = document_id(doc).to_string();
             let checksum = doc.fields.get("checksum")?.value_type.as_ref()?;
             match checksum {
                 firestore::gcloud_sdk::google::firestore::v1::value::ValueType::StringValue(text) => {

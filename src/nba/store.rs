@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use super::model::LeagueContext;
 use super::types::{GameLog, PlayerPrediction, SlateEntry};
 use crate::batch::store::StoreError;
+pub(crate) use crate::batch::store::firestore_error;
+use crate::gcp::firestore::document_id;
 
 pub const PLAYER_LOGS: &str = "player_logs";
 pub const SLATES: &str = "slates";
@@ -71,10 +73,6 @@ pub struct ExportRecord {
     pub players: u64,
 }
 
-pub(crate) fn firestore_error(operation: &'static str) -> impl Fn(firestore::errors::FirestoreError) -> StoreError {
-    move |source| StoreError::Firestore { operation, source: Box::new(source) }
-}
-
 /// FNV-1a 64 as hex: a cheap content fingerprint (not a security checksum).
 pub fn fingerprint(bytes: &[u8]) -> String {
     let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
@@ -113,7 +111,7 @@ pub async fn slate_players(db: &FirestoreDb, date: &str) -> Result<Vec<String>, 
         .query()
         .await
         .map_err(firestore_error("listing a slate"))?;
-    let mut ids: Vec<String> = documents.iter().filter_map(|d| d.name.rsplit('/').next().map(String::from)).collect();
+    let mut ids: Vec<String> = documents.iter().map(|d| document_id(d).to_string()).collect();
     ids.sort();
     Ok(ids)
 }

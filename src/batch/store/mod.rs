@@ -17,6 +17,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use super::documents::{BATCHES, BatchHeader, COUNTERS, CounterShard, ITEMS, ItemMarker, ItemStatus};
+use crate::gcp::firestore::document_id;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -122,8 +123,7 @@ impl BatchStore {
             .query()
             .await
             .map_err(firestore_error("listing item markers"))?;
-        let mut ids: Vec<String> =
-            documents.iter().filter_map(|d| d.name.rsplit('/').next().map(String::from)).collect();
+        let mut ids: Vec<String> = documents.iter().map(|d| document_id(d).to_string()).collect();
         ids.sort();
         Ok(ids)
     }
@@ -240,7 +240,7 @@ impl BatchStore {
         documents
             .iter()
             .map(|doc| {
-                let id = doc.name.rsplit('/').next().unwrap_or_default().to_string();
+                let id = document_id(doc).to_string();
                 FirestoreDb::deserialize_doc_to::<T>(doc)
                     .map(|r| (id, r))
                     .map_err(firestore_error("decoding a staged result"))
