@@ -492,3 +492,25 @@ async fn failure_policy_fails_a_batch_over_the_tolerated_fraction_and_completes_
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_consolidation_failure_releases_the_claim_for_an_immediate_retry() {
+    let harness = Harness::new("engine-release").await;
+    harness.domain.set_items(date(), items(2));
+    harness.domain.failing_consolidations.store(1, std::sync::atomic::Ordering::SeqCst);
+    // A long lease: without the release, the retry would have to wait ten minutes.
+    let engine = harness.engine(EngineSettings { finalize_lease_secs: 600, ..Default::default() });
+    engine.start(&trigger(TriggerMode::Start), "t1").await.unwrap();
+    let batch_id = batch_id_for(DATE, "t1");
+    let header = harness.store.header(&batch_id).await.unwrap().unwrap();
+    engine.complete(&completion(&header, "player0000")).await.unwrap();
+    let failed = engine.complete(&completion(&header, "player0001")).await;
+    assert!(matches!(&failed, Err(e) if e.is_transient()), "{failed:?}");
+    let after_failure = harness.store.header(&batch_id).await.unwrap().unwrap();
+    assert_eq!(after_failure.state, BatchState::Finalizing);
+
+    // The redelivered completion finishes the batch at once.
+    let report = engine.complete(&completion(&header, "player0001")).await.unwrap();
+    assert_eq!(report, CompletionReport::Duplicate(FinalizeReport::Finalized(BatchState::Complete)));
+    assert_eq!(consolidation_calls(harness.store.db(), &batch_id).await, 2, "one failed call, one that succeeded");
+}

@@ -283,7 +283,13 @@ impl<D: BatchDomain> BatchEngine<D> {
             match self.domain.consolidate(&header).await {
                 Ok(()) => None,
                 Err(DomainError::Permanent(reason)) => Some(format!("consolidation failed: {reason}")),
-                Err(transient) => return Err(transient.into()),
+                Err(transient) => {
+                    // Let the redelivery take over now rather than after the lease.
+                    if let Err(error) = self.store.release_claim(batch_id, &owner).await {
+                        tracing::warn!(batch_id, %error, "could not release the finalize claim; it expires with its lease");
+                    }
+                    return Err(transient.into());
+                }
             }
         };
         let finished = match self.store.finish(batch_id, &owner, totals, failure_reason.as_deref()).await? {

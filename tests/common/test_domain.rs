@@ -40,11 +40,13 @@ pub struct ConsolidationCount {
 pub struct TestDomain {
     pub store: BatchStore,
     pub items: Mutex<HashMap<GameDate, Vec<String>>>,
+    /// How many of the next consolidations fail transiently (after counting the call).
+    pub failing_consolidations: std::sync::atomic::AtomicU32,
 }
 
 impl TestDomain {
     pub fn new(store: BatchStore) -> Self {
-        Self { store, items: Mutex::default() }
+        Self { store, items: Mutex::default(), failing_consolidations: Default::default() }
     }
 
     pub fn set_items(&self, date: GameDate, items: Vec<String>) {
@@ -84,6 +86,14 @@ impl BatchDomain for TestDomain {
             })
             .await
             .map_err(transient)?;
+        let fail = self.failing_consolidations.fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        );
+        if fail.is_ok() {
+            return Err(DomainError::Transient("consolidation storage unavailable (test)".into()));
+        }
         let staged: Vec<(String, Staged)> = self.store.staged_results(&batch.batch_id).await.map_err(transient)?;
         for (item, result) in staged {
             let prediction = Prediction {

@@ -149,6 +149,30 @@ impl BatchStore {
             .map_err(firestore_error("recording the ready event"))
     }
 
+    /// Gives up a finalize claim early (its lease ends now), so that the redelivered message, handled
+    /// by any instance, can take over at once instead of waiting out the lease. Only the owner's own
+    /// claim on a FINALIZING batch is touched.
+    pub async fn release_claim(&self, batch_id: &str, owner: &str) -> Result<(), StoreError> {
+        self.db
+            .run_transaction(|db, tx| {
+                let (batch_id, owner) = (batch_id.to_string(), owner.to_string());
+                async move {
+                    if let Some(mut header) = read_header(&db, &batch_id).await?
+                        && header.state == BatchState::Finalizing
+                        && let Some(claim) = header.finalize_claim.as_mut()
+                        && claim.owner == owner
+                    {
+                        claim.lease_expires_at = FirestoreInstant::now();
+                        write_header(&db, tx, &mut header)?;
+                    }
+                    Ok(())
+                }
+                .boxed()
+            })
+            .await
+            .map_err(firestore_error("releasing a finalize claim"))
+    }
+
     /// Takes over the announcement of a COMPLETE batch whose ready event was never recorded, but only
     /// once the finalizer's lease expired (a live finalizer is about to announce it itself). Returns
     /// whether this caller should announce.
