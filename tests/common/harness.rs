@@ -1,0 +1,165 @@
+//! Engine-test harness: a project on the emulators with the test domain, and the engine's roles run
+//! as consumers in this process.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use props_pipeline::batch::documents::{BatchHeader, batch_id_for};
+use props_pipeline::batch::engine::BatchEngine;
+use props_pipeline::batch::roles::{CompletionRole, TriggerRole, WorkerRole};
+use props_pipeline::batch::settings::EngineSettings;
+use props_pipeline::batch::state::BatchState;
+use props_pipeline::batch::store::BatchStore;
+use props_pipeline::config::ConsumerSettings;
+use props_pipeline::consumer::{Consumer, ConsumerTarget, MessageHandler};
+use props_pipeline::messages::{
+    CompletionMessage, GameDate, ReadyMessage, RequestMessage, TriggerMessage, TriggerMode,
+};
+use props_pipeline::runner::{Role, Roles};
+use props_pipeline::topology::{Channel, ChannelKind};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::test_domain::{TestDomain, TestWorker};
+use super::{TestEnv, fast_retry_policy};
+
+pub const DATE: &str = "2024-04-22";
+
+pub fn date() -> GameDate {
+    DATE.parse().unwrap()
+}
+
+pub fn items(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("player{i:04}")).collect()
+}
+
+/// Never runs (the exporter role is not started in these tests); it only fills the runner's slot.
+pub struct NoExporter;
+impl MessageHandler for NoExporter {
+    async fn handle(&self, _: &props_pipeline::consumer::Delivery) -> props_pipeline::consumer::Outcome {
+        props_pipeline::consumer::Outcome::Retry("no exporter in engine tests".into())
+    }
+}
+
+pub struct Harness {
+    pub env: TestEnv,
+    pub store: BatchStore,
+    pub domain: Arc<TestDomain>,
+    shutdown: CancellationToken,
+    consumers: Vec<JoinHandle<()>>,
+}
+
+impl Harness {
+    pub async fn new(tag: &str) -> Self {
+        let env = TestEnv::new(tag).await;
+        env.setup(&fast_retry_policy(20)).await;
+        let store = BatchStore::new(env.firestore().await);
+        let domain = Arc::new(TestDomain::new(store.clone()));
+        Self { env, store, domain, shutdown: CancellationToken::new(), consumers: Vec::new() }
+    }
+
+    pub fn engine(&self, settings: EngineSettings) -> Arc<BatchEngine<TestDomain>> {
+        Arc::new(BatchEngine::new(
+            self.store.clone(),
+            self.env.pubsub.clone(),
+            self.env.topics.clone(),
+            Arc::clone(&self.domain),
+            settings,
+        ))
+    }
+
+    pub fn channel(&self, kind: ChannelKind) -> Channel {
+        self.env.topology.channel(kind).clone()
+    }
+
+    pub fn consume<H: MessageHandler>(&mut self, kind: ChannelKind, handler: H) {
+        let channel = self.channel(kind);
+        let target =
+            ConsumerTarget { subscription: channel.subscription, dead_letter_topic: Some(channel.dead_letter_topic) };
+        let settings = ConsumerSettings { concurrency: 16, shutdown_grace_secs: 5, ..Default::default() };
+        let consumer = Consumer::new(self.env.pubsub.clone(), target, settings, handler);
+        let shutdown = self.shutdown.clone();
+        self.consumers.push(tokio::spawn(async move {
+            consumer.run(shutdown).await.expect("consumer runs");
+        }));
+    }
+
+    /// Coordinator and worker through the same runner `props-pipeline run all` uses.
+    pub fn run_all_roles(&mut self, engine: &Arc<BatchEngine<TestDomain>>) {
+        let roles = Roles {
+            pubsub: self.env.pubsub.clone(),
+            topology: self.env.topology.clone(),
+            consumer: ConsumerSettings { concurrency: 16, shutdown_grace_secs: 5, ..Default::default() },
+            engine: Arc::clone(engine),
+            item_handler: Arc::new(TestWorker { store: self.store.clone(), failing: HashSet::new() }),
+            // The test domain exports nothing; the ready events stay for the test to read.
+            exporter: Arc::new(NoExporter),
+            completion_topic: self.env.topics.completion_topic.clone(),
+        };
+        let shutdown = self.shutdown.clone();
+        self.consumers.push(tokio::spawn(async move {
+            let stats = roles.run(&[Role::Coordinator, Role::Worker], shutdown).await.expect("roles run");
+            assert_eq!(stats.len(), 3, "trigger, completion and request consumers ran");
+        }));
+    }
+
+    pub fn run_coordinator(&mut self, engine: &Arc<BatchEngine<TestDomain>>) {
+        self.consume(ChannelKind::Trigger, TriggerRole(Arc::clone(engine)));
+        self.consume(ChannelKind::Completion, CompletionRole(Arc::clone(engine)));
+    }
+
+    pub fn run_worker(&mut self, failing: &[&str]) {
+        let worker = TestWorker { store: self.store.clone(), failing: failing.iter().map(|s| s.to_string()).collect() };
+        let role = WorkerRole::new(Arc::new(worker), self.env.pubsub.clone(), self.env.topics.completion_topic.clone());
+        self.consume(ChannelKind::Request, role);
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for consumer in self.consumers {
+            consumer.await.expect("consumer task");
+        }
+    }
+
+    pub async fn publish_trigger(&self, mode: TriggerMode) -> String {
+        let trigger = TriggerMessage::new(DATE, mode, "test".into(), None, String::new()).unwrap();
+        let message_id = self.env.publish(&self.env.topics.trigger_topic, trigger.to_json(), &[]).await;
+        batch_id_for(DATE, &message_id)
+    }
+
+    pub async fn wait_for_final(&self, batch_id: &str, within: Duration) -> BatchHeader {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(header) = self.store.header(batch_id).await.expect("read header")
+                && header.state.is_final()
+                && (header.state != BatchState::Complete || header.ready_message_id.is_some())
+            {
+                return header;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "batch {batch_id} not final within {within:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn ready_events(&self, within: Duration) -> Vec<ReadyMessage> {
+        let channel = self.channel(ChannelKind::Ready);
+        let received = self.env.pull(&channel.subscription, usize::MAX, within).await;
+        received.iter().map(|m| ReadyMessage::parse(&m.data).expect("valid ready message")).collect()
+    }
+}
+
+pub fn trigger(mode: TriggerMode) -> TriggerMessage {
+    TriggerMessage::new(DATE, mode, "test".into(), None, String::new()).unwrap()
+}
+
+pub fn completion(batch: &BatchHeader, item: &str) -> CompletionMessage {
+    let request = RequestMessage {
+        batch_id: batch.batch_id.clone(),
+        generation: batch.generation,
+        game_date: date(),
+        player_lookup: item.to_string(),
+        correlation_id: String::new(),
+    };
+    CompletionMessage::ok(&request, 1)
+}
