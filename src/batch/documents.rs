@@ -111,8 +111,12 @@ pub struct CounterShard {
 /// The shard an item's completion is counted in: a stable FNV-1a hash, so a redelivered completion
 /// lands on the same shard on any replica.
 pub fn counter_shard_of(item: &str, shards: u64) -> u64 {
-    let hash = item.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    hash % shards.max(1)
+    fnv1a64(item.as_bytes()) % shards.max(1)
+}
+
+/// FNV-1a 64: stable across processes and releases (unlike `std`'s hasher), cheap, not cryptographic.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// The id of the batch a trigger creates: its date and message id, so a redelivered trigger finds

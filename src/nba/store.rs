@@ -75,8 +75,7 @@ pub struct ExportRecord {
 
 /// FNV-1a 64 as hex: a cheap content fingerprint (not a security checksum).
 pub fn fingerprint(bytes: &[u8]) -> String {
-    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
-    format!("{hash:016x}")
+    format!("{:016x}", crate::batch::documents::fnv1a64(bytes))
 }
 
 pub async fn player_logs(db: &FirestoreDb, player: &str) -> Result<Option<PlayerLogs>, StoreError> {

@@ -35,8 +35,6 @@ impl BatchStore {
         lease: Duration,
         totals: Totals,
     ) -> Result<ClaimOutcome, StoreError> {
-        let lease =
-            firestore::jiff::SignedDuration::try_from(lease).unwrap_or(firestore::jiff::SignedDuration::from_secs(60));
         let outcome = self
             .db
             .run_transaction(|db, tx| {
@@ -56,10 +54,7 @@ impl BatchStore {
                     );
                     if matches!(decision, ClaimDecision::Claim | ClaimDecision::TakeOver { .. }) {
                         header.state = BatchState::Finalizing;
-                        header.finalize_claim = Some(FinalizeClaim {
-                            owner: me.clone(),
-                            lease_expires_at: now.saturating_add(lease).unwrap_or(now),
-                        });
+                        header.finalize_claim = Some(new_claim(&me, lease, now));
                         write_header(&db, tx, &mut header)?;
                     }
                     Ok(Some(ClaimOutcome { decision, header }))
@@ -177,8 +172,6 @@ impl BatchStore {
     /// once the finalizer's lease expired (a live finalizer is about to announce it itself). Returns
     /// whether this caller should announce.
     pub async fn claim_announcement(&self, batch_id: &str, owner: &str, lease: Duration) -> Result<bool, StoreError> {
-        let lease =
-            firestore::jiff::SignedDuration::try_from(lease).unwrap_or(firestore::jiff::SignedDuration::from_secs(60));
         self.db
             .run_transaction(|db, tx| {
                 let (batch_id, owner) = (batch_id.to_string(), owner.to_string());
@@ -191,8 +184,7 @@ impl BatchStore {
                     if header.state != BatchState::Complete || header.ready_message_id.is_some() || lease_live {
                         return Ok(false);
                     }
-                    header.finalize_claim =
-                        Some(FinalizeClaim { owner, lease_expires_at: now.saturating_add(lease).unwrap_or(now) });
+                    header.finalize_claim = Some(new_claim(&owner, lease, now));
                     write_header(&db, tx, &mut header)?;
                     Ok(true)
                 }
@@ -215,6 +207,12 @@ impl BatchStore {
             .map_err(firestore_error("reading the game date pointer"))?;
         Ok(pointer.is_some_and(|p| p.current_batch_id == header.batch_id))
     }
+}
+
+/// A claim for `owner` whose lease runs `lease` from `now` (settings bound leases to an hour, so the
+/// addition cannot overflow a timestamp; if it did, the lease would end at once, never run forever).
+fn new_claim(owner: &str, lease: Duration, now: FirestoreInstant) -> FinalizeClaim {
+    FinalizeClaim { owner: owner.to_string(), lease_expires_at: now.saturating_add(lease).unwrap_or(now) }
 }
 
 /// Every header write goes through here, so `header_writes` counts them all.
