@@ -8,9 +8,12 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::batch::dead_letters::DeadLetterRole;
 use crate::batch::domain::{BatchDomain, ItemHandler};
 use crate::batch::engine::BatchEngine;
 use crate::batch::roles::{CompletionRole, TriggerRole, WorkerRole};
+use crate::batch::sweep_policy::SweepSettings;
+use crate::batch::sweeper::Sweeper;
 use crate::config::ConsumerSettings;
 use crate::consumer::{Consumer, ConsumerError, ConsumerTarget, MessageHandler, StatsSnapshot};
 use crate::gcp::pubsub::PubSub;
@@ -25,10 +28,14 @@ pub enum Role {
     Worker,
     /// Ready events: writes the front-end file of a consolidated batch.
     Exporter,
+    /// Every dead-letter subscription: fails the items of dead requests, records every dead letter.
+    DeadLetter,
+    /// Periodic pass over unsettled batches: finalize, redrive, alert, re-announce, expire.
+    Sweeper,
 }
 
 impl Role {
-    pub const ALL: [Role; 3] = [Role::Coordinator, Role::Worker, Role::Exporter];
+    pub const ALL: [Role; 5] = [Role::Coordinator, Role::Worker, Role::Exporter, Role::DeadLetter, Role::Sweeper];
 }
 
 impl FromStr for Role {
@@ -39,7 +46,11 @@ impl FromStr for Role {
             "coordinator" => Ok(Role::Coordinator),
             "worker" => Ok(Role::Worker),
             "exporter" => Ok(Role::Exporter),
-            other => Err(format!("unknown role {other:?}: expected coordinator, worker, exporter or all")),
+            "dead-letter" => Ok(Role::DeadLetter),
+            "sweeper" => Ok(Role::Sweeper),
+            other => Err(format!(
+                "unknown role {other:?}: expected coordinator, worker, exporter, dead-letter, sweeper or all"
+            )),
         }
     }
 }
@@ -50,6 +61,8 @@ impl fmt::Display for Role {
             Role::Coordinator => "coordinator",
             Role::Worker => "worker",
             Role::Exporter => "exporter",
+            Role::DeadLetter => "dead-letter",
+            Role::Sweeper => "sweeper",
         })
     }
 }
@@ -63,13 +76,15 @@ pub struct Roles<D, H, X> {
     pub item_handler: Arc<H>,
     pub exporter: Arc<X>,
     pub completion_topic: String,
+    pub sweep: SweepSettings,
 }
 
 impl<D: BatchDomain, H: ItemHandler, X: MessageHandler> Roles<D, H, X> {
     /// Runs `roles` until `shutdown` is cancelled or one consumer fails to start; on a failure the
-    /// others are stopped too and the first error is returned.
+    /// others are stopped too and the first error is returned. Returns the consumers' statistics.
     pub async fn run(&self, roles: &[Role], shutdown: CancellationToken) -> Result<Vec<StatsSnapshot>, ConsumerError> {
         let mut consumers = JoinSet::new();
+        let mut sweeper = None;
         for role in roles {
             match role {
                 Role::Coordinator => {
@@ -92,6 +107,25 @@ impl<D: BatchDomain, H: ItemHandler, X: MessageHandler> Roles<D, H, X> {
                 Role::Exporter => {
                     self.spawn(&mut consumers, ChannelKind::Ready, Arc::clone(&self.exporter), &shutdown);
                 }
+                Role::DeadLetter => {
+                    for kind in
+                        [ChannelKind::Trigger, ChannelKind::Request, ChannelKind::Completion, ChannelKind::Ready]
+                    {
+                        let role = DeadLetterRole { engine: Arc::clone(&self.engine), channel: kind };
+                        // A dead-letter subscription has no dead-letter topic of its own: the runtime
+                        // logs a reject there at ERROR and acks it, so nothing loops.
+                        let target = ConsumerTarget {
+                            subscription: self.topology.channel(kind).dead_letter_subscription.clone(),
+                            dead_letter_topic: None,
+                        };
+                        let consumer = Consumer::new(self.pubsub.clone(), target, self.consumer.clone(), role);
+                        consumers.spawn(consumer.run(shutdown.clone()));
+                    }
+                }
+                Role::Sweeper => {
+                    let pass = Sweeper::new(Arc::clone(&self.engine), self.sweep.clone());
+                    sweeper = Some(tokio::spawn(pass.run(shutdown.clone())));
+                }
             }
         }
         let mut stats = Vec::new();
@@ -109,6 +143,13 @@ impl<D: BatchDomain, H: ItemHandler, X: MessageHandler> Roles<D, H, X> {
                     shutdown.cancel();
                 }
             }
+        }
+        // The sweeper never fails on its own; it ends with the shutdown token (cancelled above when a
+        // consumer failed).
+        if let Some(sweeper) = sweeper
+            && let Err(join_error) = sweeper.await
+        {
+            tracing::error!(%join_error, "the sweeper task panicked");
         }
         first_error.map_or(Ok(stats), Err)
     }

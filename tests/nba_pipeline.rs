@@ -82,6 +82,7 @@ async fn a_real_playoff_date_runs_end_to_end_and_regenerates() {
         item_handler: Arc::new(NbaWorker::new(store.clone(), ModelConfig::default())),
         exporter: Arc::new(ExportRole(Exporter::new(db.clone(), export_dir.clone()))),
         completion_topic: env.topics.completion_topic.clone(),
+        sweep: Default::default(),
     };
     let shutdown = CancellationToken::new();
     let running = {

@@ -6,6 +6,7 @@
 //! batches/{batch_id}/items/{item}          ItemMarker        pending -> done | failed, once
 //! batches/{batch_id}/counters/{shard}      CounterShard      done/failed totals, spread over shards
 //! batches/{batch_id}/results/{item}        (domain's)        the worker's staged output
+//! dead_letters/{id}                        DeadLetterRecord  what reached a dead-letter topic, for operators
 //! ```
 
 use firestore::FirestoreInstant;
@@ -18,6 +19,7 @@ pub const BATCHES: &str = "batches";
 pub const ITEMS: &str = "items";
 pub const COUNTERS: &str = "counters";
 pub const RESULTS: &str = "results";
+pub const DEAD_LETTERS: &str = "dead_letters";
 
 /// `game_dates/{date}`: which generation and batch are current for a date.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -65,9 +67,15 @@ pub struct BatchHeader {
     /// The batch that superseded this one.
     #[serde(default)]
     pub superseded_by: Option<String>,
-    /// Outbox: set once the ready event of a COMPLETE batch was published.
-    #[serde(default)]
+    /// Outbox: set once the ready event of a COMPLETE batch was published. Stored as an explicit null
+    /// until then, so the sweeper can query for COMPLETE batches never announced.
+    #[serde(default, with = "firestore::serialize_as_null")]
     pub ready_message_id: Option<String>,
+    /// Times the sweeper (or an operator) re-published the pending requests; capped by the sweeper.
+    #[serde(default)]
+    pub redrive_count: u64,
+    #[serde(default, with = "firestore::serialize_as_optional_timestamp")]
+    pub last_redrive_at: Option<FirestoreInstant>,
     /// How many times this document was written: the engine promises O(1) per batch.
     pub header_writes: u64,
     /// Firestore TTL field: a TTL policy on `batches.expire_at` deletes the header after retention.

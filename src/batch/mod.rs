@@ -9,12 +9,19 @@
 //! - [`domain`]: the traits a domain implements.
 //! - [`settings`]: the engine's knobs.
 //! - [`status`]: what `props-pipeline status` reports.
+//! - [`dead_letters`]: the dead-letter role and the `dead_letters` record.
+//! - [`sweep_policy`], [`sweeper`], [`redrive`]: the sweeper role (stalled, stuck, unannounced and
+//!   expired batches) and redrives, also used by the `missing` and `redrive` commands.
 
+pub mod dead_letters;
 pub mod documents;
 pub mod domain;
 pub mod engine;
+pub mod redrive;
 pub mod roles;
 pub mod settings;
 pub mod state;
 pub mod status;
 pub mod store;
+pub mod sweep_policy;
+pub mod sweeper;

@@ -4,6 +4,7 @@
 mod backtest;
 mod load;
 pub mod logging;
+mod repair;
 mod run;
 mod setup;
 mod status;
@@ -37,7 +38,13 @@ pub enum Command {
     Trigger(trigger::TriggerArgs),
     /// List recent batches with their state and progress (done / failed / expected).
     Status(status::StatusArgs),
-    /// Run pipeline roles (coordinator, worker, or all) until SIGTERM / ctrl-c.
+    /// Items of a batch that have no completion yet.
+    Missing(repair::BatchArgs),
+    /// Re-publish the requests of a RUNNING batch's pending items now (what the sweeper does when a batch stalls).
+    Redrive(repair::BatchArgs),
+    /// List what reached the dead-letter topics, with reasons and what was done about it.
+    DeadLetters(repair::DeadLettersArgs),
+    /// Run pipeline roles (coordinator, worker, exporter, dead-letter, sweeper, or all) until SIGTERM / ctrl-c.
     Run(run::RunArgs),
     /// Load the NBA game logs and build slates (players, synthetic prop lines) into Firestore.
     Load(load::LoadArgs),
@@ -52,6 +59,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Setup(args) => setup::run(&cli.gcp, &cli.topics, args).await,
         Command::Trigger(args) => trigger::run(&cli.gcp, &cli.topics, args).await,
         Command::Status(args) => status::run(&cli.gcp, args).await,
+        Command::Missing(args) => repair::missing(&cli.gcp, args).await,
+        Command::Redrive(args) => repair::redrive(&cli.gcp, &cli.topics, args).await,
+        Command::DeadLetters(args) => repair::dead_letters(&cli.gcp, args).await,
         Command::Run(args) => run::run(&cli.gcp, &cli.topics, args).await,
         Command::Load(args) => load::run(&cli.gcp, args).await,
         Command::Backtest(args) => backtest::run(args),

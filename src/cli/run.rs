@@ -8,6 +8,7 @@ use clap::Args;
 use props_pipeline::batch::engine::BatchEngine;
 use props_pipeline::batch::settings::EngineSettings;
 use props_pipeline::batch::store::BatchStore;
+use props_pipeline::batch::sweep_policy::SweepSettings;
 use props_pipeline::config::{ConsumerSettings, GcpSettings, TopicNames};
 use props_pipeline::consumer::cancel_on_signals;
 use props_pipeline::gcp::pubsub::PubSub;
@@ -19,13 +20,15 @@ use props_pipeline::topology::Topology;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Roles to run in this process: coordinator, worker, exporter, or all.
+    /// Roles to run in this process: coordinator, worker, exporter, dead-letter, sweeper, or all.
     #[arg(required = true, value_name = "ROLE")]
     pub roles: Vec<String>,
     #[command(flatten)]
     pub consumer: ConsumerSettings,
     #[command(flatten)]
     pub engine: EngineSettings,
+    #[command(flatten)]
+    pub sweep: SweepSettings,
     /// Folder the exporter writes `{date}.json` files to.
     #[arg(long, env = "PROPS_EXPORT_DIR", default_value = "out/exports")]
     pub export_dir: PathBuf,
@@ -48,6 +51,7 @@ pub async fn run(gcp: &GcpSettings, topics: &TopicNames, args: RunArgs) -> anyho
     let roles = parse_roles(&args.roles)?;
     args.consumer.validate().context("invalid consumer settings")?;
     args.engine.validate().context("invalid engine settings")?;
+    args.sweep.validate().context("invalid sweeper settings")?;
     let pubsub = PubSub::connect(gcp).await?;
     let store = BatchStore::new(props_pipeline::gcp::firestore::connect(gcp).await?);
     let engine = BatchEngine::new(
@@ -66,6 +70,7 @@ pub async fn run(gcp: &GcpSettings, topics: &TopicNames, args: RunArgs) -> anyho
         item_handler: Arc::new(NbaWorker::new(store.clone(), ModelConfig::default())),
         exporter: Arc::new(ExportRole(Exporter::new(store.db().clone(), args.export_dir))),
         completion_topic: topics.completion_topic.clone(),
+        sweep: args.sweep,
     };
     runner.run(&roles, cancel_on_signals()).await?;
     tracing::info!("stopped");

@@ -97,6 +97,17 @@ pub fn is_transient_firestore(error: &firestore::errors::FirestoreError) -> bool
     }
 }
 
+/// Whether a create-only write failed because the document exists (ALREADY_EXISTS; some servers answer
+/// FAILED_PRECONDITION for a failed `exists: false` precondition).
+pub fn is_already_exists(error: &firestore::errors::FirestoreError) -> bool {
+    use firestore::errors::FirestoreError as E;
+    match error {
+        E::DataConflictError(_) => true,
+        E::DatabaseError(e) => e.public.code == "FailedPrecondition",
+        _ => false,
+    }
+}
+
 /// Runs `future` with a deadline, turning expiry into [`GcpError::Timeout`].
 pub async fn with_timeout<T>(
     operation: impl Into<String>,

@@ -47,6 +47,8 @@ pub enum ExportOutcome {
     SkippedOlder {
         exported_generation: u64,
     },
+    /// This generation is recorded and its file is in place, byte for byte: a redelivered ready event.
+    AlreadyExported,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,8 +105,15 @@ impl Exporter {
             checksum: fingerprint(&bytes),
             players: file.players.len() as u64,
         };
-        if let Some(exported_generation) = self.advance_record(&record).await? {
-            return Ok(ExportOutcome::SkippedOlder { exported_generation });
+        match self.advance_record(&record).await? {
+            RecordAdvance::Newer(exported_generation) => {
+                return Ok(ExportOutcome::SkippedOlder { exported_generation });
+            }
+            // The file may be missing if the exporter died between the record and the rename.
+            RecordAdvance::AlreadyRecorded if std::fs::read(&path).is_ok_and(|in_place| in_place == bytes) => {
+                return Ok(ExportOutcome::AlreadyExported);
+            }
+            RecordAdvance::AlreadyRecorded | RecordAdvance::Advanced => {}
         }
         if let Some(in_place) = generation_in_file(&path)
             && in_place > ready.generation
@@ -115,9 +124,9 @@ impl Exporter {
         Ok(ExportOutcome::Written { path, players: file.players.len() })
     }
 
-    /// CAS on `exports/{date}`: records this export unless a newer generation is recorded. Returns the
-    /// newer generation when there is one.
-    async fn advance_record(&self, record: &ExportRecord) -> Result<Option<u64>, StoreError> {
+    /// CAS on `exports/{date}`: records this export unless a newer generation, or this very export
+    /// (same generation and checksum), is recorded already.
+    async fn advance_record(&self, record: &ExportRecord) -> Result<RecordAdvance, StoreError> {
         let record = record.clone();
         self.db
             .run_transaction(|db, tx| {
@@ -125,10 +134,12 @@ impl Exporter {
                 async move {
                     let existing: Option<ExportRecord> =
                         db.fluent().select().by_id_in(EXPORTS).obj().one(&record.game_date).await?;
-                    if let Some(existing) = existing
-                        && existing.generation > record.generation
-                    {
-                        return Ok(Some(existing.generation));
+                    match existing {
+                        Some(existing) if existing.generation > record.generation => {
+                            return Ok(RecordAdvance::Newer(existing.generation));
+                        }
+                        Some(existing) if existing == record => return Ok(RecordAdvance::AlreadyRecorded),
+                        _ => {}
                     }
                     db.fluent()
                         .update()
@@ -136,13 +147,21 @@ impl Exporter {
                         .document_id(&record.game_date)
                         .object(&StoredExportRecord { record: record.clone(), exported_at: FirestoreInstant::now() })
                         .add_to_transaction(tx)?;
-                    Ok(None)
+                    Ok(RecordAdvance::Advanced)
                 }
                 .boxed()
             })
             .await
             .map_err(firestore_error("recording an export"))
     }
+}
+
+/// What the compare-and-set on `exports/{date}` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecordAdvance {
+    Advanced,
+    AlreadyRecorded,
+    Newer(u64),
 }
 
 /// The export record as stored: the record plus when it was written.
@@ -195,6 +214,11 @@ impl MessageHandler for ExportRole {
             Ok(ExportOutcome::Written { path, players }) => {
                 tracing::info!(game_date = %ready.game_date, generation = ready.generation, batch_id = ready.batch_id,
                     players, path = %path.display(), "exported");
+                Outcome::Ack
+            }
+            Ok(ExportOutcome::AlreadyExported) => {
+                tracing::info!(game_date = %ready.game_date, generation = ready.generation, batch_id = ready.batch_id,
+                    "export already in place: nothing written");
                 Outcome::Ack
             }
             Ok(ExportOutcome::SkippedOlder { exported_generation }) => {

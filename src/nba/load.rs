@@ -106,8 +106,32 @@ async fn write_slate(
     existing: &HashMap<String, String>,
     report: &mut LoadReport,
 ) -> Result<(), StoreError> {
+    write_slate_entries(db, logs, date, build_slate(logs, date), existing, report).await
+}
+
+/// Writes the slate of `date` with the given players (the league context still comes from `logs`
+/// before `date`): how fixtures and what-if runs get a slate other than the day's real games.
+pub async fn load_slate(
+    db: &FirestoreDb,
+    logs: &[GameLog],
+    date: NaiveDate,
+    entries: Vec<SlateEntry>,
+) -> Result<LoadReport, StoreError> {
+    let mut report = LoadReport::default();
+    let existing = checksums(db, SLATES).await?;
+    write_slate_entries(db, logs, date, entries, &existing, &mut report).await?;
+    Ok(report)
+}
+
+async fn write_slate_entries(
+    db: &FirestoreDb,
+    logs: &[GameLog],
+    date: NaiveDate,
+    entries: Vec<SlateEntry>,
+    existing: &HashMap<String, String>,
+    report: &mut LoadReport,
+) -> Result<(), StoreError> {
     let date_text = date.format("%Y-%m-%d").to_string();
-    let entries: Vec<SlateEntry> = build_slate(logs, date);
     let league = LeagueContext::build(logs, date);
     let checksum = fingerprint(&serde_json::to_vec(&(&entries, &league)).unwrap_or_default());
     if existing.get(&date_text) == Some(&checksum) {

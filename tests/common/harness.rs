@@ -5,12 +5,15 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use props_pipeline::batch::dead_letters::DeadLetterRole;
 use props_pipeline::batch::documents::{BatchHeader, batch_id_for};
 use props_pipeline::batch::engine::BatchEngine;
 use props_pipeline::batch::roles::{CompletionRole, TriggerRole, WorkerRole};
 use props_pipeline::batch::settings::EngineSettings;
 use props_pipeline::batch::state::BatchState;
 use props_pipeline::batch::store::BatchStore;
+use props_pipeline::batch::sweep_policy::SweepSettings;
+use props_pipeline::batch::sweeper::Sweeper;
 use props_pipeline::config::ConsumerSettings;
 use props_pipeline::consumer::{Consumer, ConsumerTarget, MessageHandler};
 use props_pipeline::messages::{
@@ -52,8 +55,13 @@ pub struct Harness {
 
 impl Harness {
     pub async fn new(tag: &str) -> Self {
+        Self::with_policy(tag, &fast_retry_policy(20)).await
+    }
+
+    /// A harness whose subscriptions dead-letter after `policy.max_delivery_attempts`.
+    pub async fn with_policy(tag: &str, policy: &props_pipeline::config::SubscriptionPolicy) -> Self {
         let env = TestEnv::new(tag).await;
-        env.setup(&fast_retry_policy(20)).await;
+        env.setup(policy).await;
         let store = BatchStore::new(env.firestore().await);
         let domain = Arc::new(TestDomain::new(store.clone()));
         Self { env, store, domain, shutdown: CancellationToken::new(), consumers: Vec::new() }
@@ -96,6 +104,7 @@ impl Harness {
             // The test domain exports nothing; the ready events stay for the test to read.
             exporter: Arc::new(NoExporter),
             completion_topic: self.env.topics.completion_topic.clone(),
+            sweep: Default::default(),
         };
         let shutdown = self.shutdown.clone();
         self.consumers.push(tokio::spawn(async move {
@@ -113,6 +122,26 @@ impl Harness {
         let worker = TestWorker { store: self.store.clone(), failing: failing.iter().map(|s| s.to_string()).collect() };
         let role = WorkerRole::new(Arc::new(worker), self.env.pubsub.clone(), self.env.topics.completion_topic.clone());
         self.consume(ChannelKind::Request, role);
+    }
+
+    /// The dead-letter role on every dead-letter subscription, as `run dead-letter` runs it.
+    pub fn run_dead_letter(&mut self, engine: &Arc<BatchEngine<TestDomain>>) {
+        for kind in [ChannelKind::Trigger, ChannelKind::Request, ChannelKind::Completion, ChannelKind::Ready] {
+            let target =
+                ConsumerTarget { subscription: self.channel(kind).dead_letter_subscription, dead_letter_topic: None };
+            let settings = ConsumerSettings { concurrency: 8, shutdown_grace_secs: 5, ..Default::default() };
+            let role = DeadLetterRole { engine: Arc::clone(engine), channel: kind };
+            let consumer = Consumer::new(self.env.pubsub.clone(), target, settings, role);
+            let shutdown = self.shutdown.clone();
+            self.consumers.push(tokio::spawn(async move {
+                consumer.run(shutdown).await.expect("dead-letter consumer runs");
+            }));
+        }
+    }
+
+    pub fn run_sweeper(&mut self, engine: &Arc<BatchEngine<TestDomain>>, settings: SweepSettings) {
+        let sweeper = Sweeper::new(Arc::clone(engine), settings);
+        self.consumers.push(tokio::spawn(sweeper.run(self.shutdown.clone())));
     }
 
     pub async fn stop(self) {

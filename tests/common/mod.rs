@@ -5,6 +5,7 @@
 //! without seeing each other's topics, subscriptions or documents.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod fleet;
 pub mod harness;
 pub mod test_domain;
 
@@ -99,6 +100,20 @@ impl TestEnv {
         }
         stream.shutdown_token().shutdown().await;
         received
+    }
+
+    /// A plain subscription (no dead-letter policy) on `topic`, for a test to read a topic's traffic.
+    pub async fn create_subscription(&self, name: &str, topic: &str) -> String {
+        self.pubsub
+            .subscription_admin
+            .create_subscription()
+            .set_name(self.gcp.subscription_path(name))
+            .set_topic(self.gcp.topic_path(topic))
+            .set_ack_deadline_seconds(10)
+            .send()
+            .await
+            .expect("create a subscription");
+        name.to_string()
     }
 
     /// A Firestore handle on this test's own project (an empty database).

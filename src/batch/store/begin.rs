@@ -218,6 +218,8 @@ fn new_header(spec: &NewBatch, batch_id: &str, game_date: &str, generation: u64,
         failure_reason: None,
         superseded_by: None,
         ready_message_id: None,
+        redrive_count: 0,
+        last_redrive_at: None,
         header_writes: 1,
         expire_at: now.saturating_add(retention).unwrap_or(now),
     }

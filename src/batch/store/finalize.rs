@@ -216,7 +216,7 @@ fn new_claim(owner: &str, lease: Duration, now: FirestoreInstant) -> FinalizeCla
 }
 
 /// Every header write goes through here, so `header_writes` counts them all.
-fn write_header(
+pub(super) fn write_header(
     db: &FirestoreDb,
     tx: &mut FirestoreTransaction,
     header: &mut BatchHeader,

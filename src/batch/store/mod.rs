@@ -6,6 +6,7 @@
 mod begin;
 mod completion;
 mod finalize;
+mod sweep;
 
 pub use begin::{BeginOutcome, NewBatch};
 pub use completion::CompletionRecord;

@@ -58,7 +58,7 @@ use std::path::PathBuf;
 pub use csv_source::parse_source;
 pub use lines::{LOOKBACK_GAMES, STANDARD_ODDS, synthetic_line, synthetic_lines};
 pub use load::{SOURCE_2011_2024, SOURCE_2021_2025_DIR, load_logs};
-pub use slate::{build_slate, game_dates};
+pub use slate::{build_slate, game_dates, roster_slate};
 
 use crate::nba::types::GameLog;
 

@@ -46,3 +46,40 @@ pub fn build_slate(logs: &[GameLog], date: NaiveDate) -> Vec<SlateEntry> {
         })
         .collect()
 }
+
+/// A fixture slate for `date`: the `max_players` most recently active players with at least
+/// `min_prior_games` games before `date`, as if each played on `date` for the team and against the
+/// opponent of their latest game. Real histories, a synthetic schedule: large batches (hundreds of
+/// players) for chaos tests and benchmarks, which a real playoff date (at most ~80 players) cannot give.
+pub fn roster_slate(logs: &[GameLog], date: NaiveDate, min_prior_games: usize, max_players: usize) -> Vec<SlateEntry> {
+    let mut history: HashMap<&str, Vec<&GameLog>> = HashMap::new();
+    for log in logs.iter().filter(|log| log.game_date < date) {
+        history.entry(&log.player_lookup).or_default().push(log);
+    }
+    let mut players: Vec<(&str, Vec<&GameLog>)> =
+        history.into_iter().filter(|(_, games)| games.len() >= min_prior_games).collect();
+    for (_, games) in &mut players {
+        games.sort_by_key(|log| std::cmp::Reverse(log.game_date));
+    }
+    // Most recently active first; ties by id, so the fixture is deterministic.
+    players.sort_by(|(a, ga), (b, gb)| gb[0].game_date.cmp(&ga[0].game_date).then(a.cmp(b)));
+    players.truncate(max_players);
+    let mut entries: Vec<SlateEntry> = players
+        .into_iter()
+        .map(|(lookup, mut games)| {
+            let latest = games[0];
+            games.truncate(LOOKBACK_GAMES);
+            SlateEntry {
+                player_lookup: lookup.to_string(),
+                player_name: latest.player_name.clone(),
+                team: latest.team.clone(),
+                opponent: latest.opponent.clone(),
+                home: latest.home,
+                game_date: date,
+                lines: synthetic_lines(&games),
+            }
+        })
+        .collect();
+    entries.sort_by(|a, b| a.player_lookup.cmp(&b.player_lookup));
+    entries
+}

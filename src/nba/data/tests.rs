@@ -280,3 +280,19 @@ fn line_rule_and_game_dates() {
     let logs = [log("A", "2023-05-03", 1.0), log("B", "2023-05-01", 1.0), log("C", "2023-05-03", 1.0)];
     assert_eq!(game_dates(&logs), [d("2023-05-01"), d("2023-05-03")]);
 }
+
+#[test]
+fn roster_slate_takes_the_most_recently_active_players_with_enough_history() {
+    let date = d("2023-10-24");
+    let mut logs: Vec<GameLog> = (1..=3).map(|i| log("Old Timer", &format!("2021-05-{:02}", i), 10.0)).collect();
+    logs.extend((1..=3).map(|i| log("Recent Star", &format!("2023-05-{:02}", i), 20.0)));
+    logs.extend((1..=2).map(|i| log("Too Few", &format!("2023-06-{:02}", i), 5.0)));
+    logs.extend((1..=3).map(|i| log("Mid Player", &format!("2022-05-{:02}", i), 8.0)));
+    logs.push(log("Recent Star", "2023-10-24", 99.0)); // on the date itself: not history
+    let slate = roster_slate(&logs, date, 3, 2);
+    let names: Vec<&str> = slate.iter().map(|e| e.player_lookup.as_str()).collect();
+    assert_eq!(names, ["midplayer", "recentstar"], "two most recent with 3+ prior games, sorted by id");
+    assert!(slate.iter().all(|e| e.game_date == date));
+    assert_eq!(line(&slate[1], Stat::Points), 20.5, "lines from prior games only");
+    assert_eq!(roster_slate(&logs, date, 3, 10).len(), 3);
+}

@@ -1,0 +1,188 @@
+//! What the sweeper and the operator commands read and change: batches that have not settled, their
+//! last sign of life, the redrive record, and deletion after retention.
+
+use firestore::{FirestoreInstant, FirestoreTimestamp};
+use futures::FutureExt;
+use serde::Deserialize;
+
+use super::begin::read_header;
+use super::finalize::write_header;
+use super::{BatchStore, StoreError, firestore_error};
+use crate::batch::documents::{BATCHES, BatchHeader, COUNTERS, ITEMS, RESULTS};
+use crate::batch::state::BatchState;
+use crate::batch::sweep_policy::{RedriveDecision, RedriveRequest, decide_redrive, idle_for, last_activity};
+use crate::gcp::firestore::document_id;
+
+/// BatchWrite accepts at most 500 writes per request.
+const MAX_DELETES_PER_BATCH_WRITE: usize = 500;
+
+/// The subcollections the engine writes under a batch; deleted with it.
+const SUBCOLLECTIONS: [&str; 3] = [ITEMS, COUNTERS, RESULTS];
+
+impl BatchStore {
+    /// Batches in any of `states`.
+    pub async fn batches_in(&self, states: &[BatchState]) -> Result<Vec<BatchHeader>, StoreError> {
+        let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+        self.db
+            .fluent()
+            .select()
+            .from(BATCHES)
+            .filter(|q| q.for_all([q.field("state").is_in(names.clone())]))
+            .obj()
+            .query()
+            .await
+            .map_err(firestore_error("listing batches by state"))
+    }
+
+    /// COMPLETE batches whose ready event was never recorded (the announcer crashed in between).
+    pub async fn unannounced_batches(&self) -> Result<Vec<BatchHeader>, StoreError> {
+        let headers: Vec<BatchHeader> = self
+            .db
+            .fluent()
+            .select()
+            .from(BATCHES)
+            .filter(|q| {
+                q.for_all([q.field("state").eq(BatchState::Complete.as_str()), q.field("ready_message_id").is_null()])
+            })
+            .obj()
+            .query()
+            .await
+            .map_err(firestore_error("listing unannounced batches"))?;
+        // `is_null` matches an explicit null only (the header stores one); filter again to be exact.
+        Ok(headers.into_iter().filter(|h| h.ready_message_id.is_none()).collect())
+    }
+
+    /// How many batches are in `state` (one aggregation query).
+    pub async fn count_in(&self, state: BatchState) -> Result<u64, StoreError> {
+        #[derive(Debug, Default, Deserialize)]
+        struct Count {
+            #[serde(default)]
+            count: u64,
+        }
+        let counts: Vec<Count> = self
+            .db
+            .fluent()
+            .select()
+            .from(BATCHES)
+            .filter(|q| q.for_all([q.field("state").eq(state.as_str())]))
+            .aggregate(|a| a.fields([a.field("count").count()]))
+            .obj()
+            .query()
+            .await
+            .map_err(firestore_error("counting batches"))?;
+        Ok(counts.first().map_or(0, |c| c.count))
+    }
+
+    /// The batch's last sign of life: created, sealed, a completion counted (shard update time) or
+    /// redriven. Reads the shard documents (a handful), never the items.
+    pub async fn last_activity(&self, header: &BatchHeader) -> Result<FirestoreInstant, StoreError> {
+        let parent = self.batch_path(&header.batch_id)?;
+        let shards = self
+            .db
+            .fluent()
+            .select()
+            .from(COUNTERS)
+            .parent(parent)
+            .query()
+            .await
+            .map_err(firestore_error("reading counter shards"))?;
+        let shard_updates = shards
+            .into_iter()
+            .map(|doc| doc.update_time.and_then(|ts| firestore::timestamp_utils::from_timestamp(ts).ok()));
+        let header_times = [Some(header.created_at), header.sealed_at, header.last_redrive_at];
+        Ok(last_activity(header_times.into_iter().chain(shard_updates)).unwrap_or(header.created_at))
+    }
+
+    /// Decides a redrive in a transaction and, when due, records it (count and time) so that other
+    /// replicas see a fresh redrive and wait. `activity` is the batch's last activity seen before the
+    /// transaction; the header's own redrive time is re-read inside it.
+    pub async fn claim_redrive(
+        &self,
+        batch_id: &str,
+        request: RedriveRequest,
+        activity: FirestoreInstant,
+    ) -> Result<(RedriveDecision, BatchHeader), StoreError> {
+        let outcome = self
+            .db
+            .run_transaction(|db, tx| {
+                let batch_id = batch_id.to_string();
+                async move {
+                    let Some(mut header) = read_header(&db, &batch_id).await? else {
+                        return Ok(None);
+                    };
+                    let now = FirestoreInstant::now();
+                    let newest = last_activity([Some(activity), header.last_redrive_at]).unwrap_or(activity);
+                    let decision = decide_redrive(header.state, header.redrive_count, idle_for(newest, now), request);
+                    if decision == RedriveDecision::Redrive {
+                        header.redrive_count += 1;
+                        header.last_redrive_at = Some(now);
+                        write_header(&db, tx, &mut header)?;
+                    }
+                    Ok(Some((decision, header)))
+                }
+                .boxed()
+            })
+            .await
+            .map_err(firestore_error("recording a redrive"))?;
+        outcome.ok_or_else(|| StoreError::UnknownBatch(batch_id.to_string()))
+    }
+
+    /// Ids of batches whose `expire_at` passed, at most `limit`.
+    pub async fn expired_batches(&self, now: FirestoreInstant, limit: u32) -> Result<Vec<String>, StoreError> {
+        let documents = self
+            .db
+            .fluent()
+            .select()
+            .from(BATCHES)
+            .filter(|q| q.for_all([q.field("expire_at").less_than(FirestoreTimestamp(now))]))
+            .limit(limit)
+            .query()
+            .await
+            .map_err(firestore_error("listing expired batches"))?;
+        Ok(documents.iter().map(|d| document_id(d).to_string()).collect())
+    }
+
+    /// Deletes a batch with its subcollections, the header last, so that a crash half-way leaves a
+    /// header the next sweep finds again. Returns how many documents were deleted.
+    pub async fn delete_batch(&self, batch_id: &str) -> Result<usize, StoreError> {
+        let parent = self.batch_path(batch_id)?;
+        let writer = self.db.create_simple_batch_writer().await.map_err(firestore_error("opening a batch writer"))?;
+        let mut deleted = 0;
+        for collection in SUBCOLLECTIONS {
+            let documents = self
+                .db
+                .fluent()
+                .select()
+                .from(collection)
+                .parent(&parent)
+                .query()
+                .await
+                .map_err(firestore_error("listing a batch's documents"))?;
+            let ids: Vec<&str> = documents.iter().map(document_id).collect();
+            for chunk in ids.chunks(MAX_DELETES_PER_BATCH_WRITE) {
+                let mut batch = writer.new_batch();
+                for id in chunk {
+                    self.db
+                        .fluent()
+                        .delete()
+                        .from(collection)
+                        .parent(&parent)
+                        .document_id(*id)
+                        .add_to_batch(&mut batch)
+                        .map_err(firestore_error("queueing a delete"))?;
+                }
+                batch.write().await.map_err(firestore_error("deleting a batch's documents"))?;
+                deleted += chunk.len();
+            }
+        }
+        self.db
+            .fluent()
+            .delete()
+            .from(BATCHES)
+            .document_id(batch_id)
+            .execute()
+            .await
+            .map_err(firestore_error("deleting a batch header"))?;
+        Ok(deleted + 1)
+    }
+}
