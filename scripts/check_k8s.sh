@@ -7,9 +7,11 @@
 #      k8s/validation/crd-schemas/, any other kind fails; then the project's deployment contract
 #      (k8s/validation/validate.py says what);
 #   3. check the shape of the Cloud Monitoring alert policies in k8s/alert-policies/;
-#   4. scan every rendering with checkov. Any failed check fails this script. An accepted finding is skipped
+#   4. check that .dockerignore keeps target/, .emulators/, out/ and .git out of the image's build context;
+#   5. scan every rendering and the Dockerfile with checkov. Any failed check fails this script. An accepted finding is skipped
 #      only by a `checkov.io/skipN: CKV_K8S_<id>=<reason>` annotation on the object (with a comment beside
-#      it); a skip without a reason fails too. Every skip is printed with its reason.
+#      it), or a `# checkov:skip=CKV_DOCKER_<id>: <reason>` line in the Dockerfile; a skip without a reason
+#      fails too. Every skip is printed with its reason.
 # Needs kubectl (with its built-in kustomize) and python3 >= 3.9 with venv/pip; the Python tools are installed
 # with pinned versions into $K8S_VENV (default .venv-k8s/) from PyPI on first use. Renderings and the
 # checkov report are left in out/k8s/.
@@ -55,11 +57,19 @@ done
 echo "== Cloud Monitoring alert policies"
 "$py" k8s/validation/validate.py --alert-policies k8s/alert-policies || status=1
 
-echo "== checkov $("$K8S_VENV/bin/checkov" --version) (kubernetes framework, offline)"
-files=()
+echo "== .dockerignore"
+for entry in target/ .emulators/ out/ .git; do
+  if ! grep -qxF -e "$entry" -e "/$entry" -e "${entry%/}" -e "/${entry%/}" .dockerignore 2>/dev/null; then
+    echo "  FAIL .dockerignore does not exclude $entry"; status=1
+  fi
+done
+echo "  excludes target/ .emulators/ out/ .git"
+
+echo "== checkov $("$K8S_VENV/bin/checkov" --version) (kubernetes and dockerfile frameworks, offline)"
+files=(-f Dockerfile)
 for name in "${overlays[@]}"; do files+=(-f "$OUT/$name.yaml"); done
 # BC_SKIP_MAPPING and --skip-download keep checkov from calling its vendor's API (no network needed).
-BC_SKIP_MAPPING=TRUE "$K8S_VENV/bin/checkov" "${files[@]}" --framework kubernetes --skip-download \
+BC_SKIP_MAPPING=TRUE "$K8S_VENV/bin/checkov" "${files[@]}" --framework kubernetes dockerfile --skip-download \
   --output json > "$OUT/checkov.json" 2> "$OUT/checkov.stderr" || true
 "$py" - "$OUT/checkov.json" <<'EOF' || status=1
 import json, sys
@@ -68,7 +78,7 @@ reports = report if isinstance(report, list) else [report]
 bad = 0
 for r in reports:
     s, res = r["summary"], r["results"]
-    print(f"  {s['resource_count']} resources: {s['passed']} passed, {s['failed']} failed, "
+    print(f"  {r['check_type']}: {s['resource_count']} resources: {s['passed']} passed, {s['failed']} failed, "
           f"{s['skipped']} skipped, {s['parsing_errors']} parsing errors")
     if s["resource_count"] == 0 or s["parsing_errors"]:
         bad = 1
@@ -78,7 +88,7 @@ for r in reports:
         print(f"  FAIL {c['check_id']} {c['check_name']}: {c['resource']} ({c['file_path']})")
     for c in res["skipped_checks"]:
         reason = (c["check_result"].get("suppress_comment") or "").strip()
-        if len(reason) < 10:
+        if len(reason) < 10 or reason.lower() == "no comment provided":  # checkov's filler for no reason
             bad = 1
             print(f"  FAIL {c['check_id']} skipped without a justification: {c['resource']}")
         else:
@@ -88,7 +98,7 @@ EOF
 
 elapsed=$(( $(date +%s) - start ))
 if [ "$status" = 0 ]; then
-  echo "check_k8s: OK: ${#overlays[@]} overlays (${overlays[*]}) rendered, validated and scanned in ${elapsed}s"
+  echo "check_k8s: OK: ${#overlays[@]} overlays (${overlays[*]}) rendered, validated and scanned, Dockerfile scanned, in ${elapsed}s"
 else
   echo "check_k8s: FAILED (see FAIL lines above; renderings in $OUT/) after ${elapsed}s" >&2
 fi
