@@ -14,6 +14,7 @@ use crate::batch::roles::{CompletionRole, TriggerRole, WorkerRole};
 use crate::config::ConsumerSettings;
 use crate::consumer::{Consumer, ConsumerError, ConsumerTarget, MessageHandler, StatsSnapshot};
 use crate::gcp::pubsub::PubSub;
+use crate::ops::readiness::Readiness;
 use crate::topology::{ChannelKind, Topology};
 
 /// A role of the pipeline.
@@ -69,16 +70,33 @@ impl<D: BatchDomain, H: ItemHandler, X: MessageHandler> Roles<D, H, X> {
     /// Runs `roles` until `shutdown` is cancelled or one consumer fails to start; on a failure the
     /// others are stopped too and the first error is returned.
     pub async fn run(&self, roles: &[Role], shutdown: CancellationToken) -> Result<Vec<StatsSnapshot>, ConsumerError> {
+        self.run_observed(roles, shutdown, &Readiness::default()).await
+    }
+
+    /// [`Roles::run`], registering every consumer with `readiness` (what `/readyz` reads).
+    pub async fn run_observed(
+        &self,
+        roles: &[Role],
+        shutdown: CancellationToken,
+        readiness: &Readiness,
+    ) -> Result<Vec<StatsSnapshot>, ConsumerError> {
         let mut consumers = JoinSet::new();
         for role in roles {
             match role {
                 Role::Coordinator => {
-                    self.spawn(&mut consumers, ChannelKind::Trigger, TriggerRole(Arc::clone(&self.engine)), &shutdown);
+                    self.spawn(
+                        &mut consumers,
+                        ChannelKind::Trigger,
+                        TriggerRole(Arc::clone(&self.engine)),
+                        &shutdown,
+                        readiness,
+                    );
                     self.spawn(
                         &mut consumers,
                         ChannelKind::Completion,
                         CompletionRole(Arc::clone(&self.engine)),
                         &shutdown,
+                        readiness,
                     );
                 }
                 Role::Worker => {
@@ -87,13 +105,14 @@ impl<D: BatchDomain, H: ItemHandler, X: MessageHandler> Roles<D, H, X> {
                         self.pubsub.clone(),
                         self.completion_topic.clone(),
                     );
-                    self.spawn(&mut consumers, ChannelKind::Request, worker, &shutdown);
+                    self.spawn(&mut consumers, ChannelKind::Request, worker, &shutdown, readiness);
                 }
                 Role::Exporter => {
-                    self.spawn(&mut consumers, ChannelKind::Ready, Arc::clone(&self.exporter), &shutdown);
+                    self.spawn(&mut consumers, ChannelKind::Ready, Arc::clone(&self.exporter), &shutdown, readiness);
                 }
             }
         }
+        readiness.mark_started();
         let mut stats = Vec::new();
         let mut first_error = None;
         while let Some(joined) = consumers.join_next().await {
@@ -119,13 +138,16 @@ impl<D: BatchDomain, H: ItemHandler, X: MessageHandler> Roles<D, H, X> {
         kind: ChannelKind,
         handler: M,
         shutdown: &CancellationToken,
+        readiness: &Readiness,
     ) {
         let channel = self.topology.channel(kind);
         let target = ConsumerTarget {
             subscription: channel.subscription.clone(),
             dead_letter_topic: Some(channel.dead_letter_topic.clone()),
         };
-        let consumer = Consumer::new(self.pubsub.clone(), target, self.consumer.clone(), handler);
+        let subscribed = readiness.register(&target.subscription);
+        let consumer =
+            Consumer::new(self.pubsub.clone(), target, self.consumer.clone(), handler).with_readiness(subscribed);
         consumers.spawn(consumer.run(shutdown.clone()));
     }
 }
