@@ -86,7 +86,7 @@ async fn handled_messages_move_the_metrics_and_log_their_batch_fields() {
     let logs = process.stop();
     let line = logs.iter().find(|l| l["message"] == "item failed permanently").expect("the worker logged the failure");
     assert_eq!(line["severity"], "WARNING");
-    assert!(line["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "{line:?}");
+    assert!(line["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{line:?}");
     assert_eq!(line["batch_id"], "2024-04-22-mops");
     assert_eq!(line["game_date"], "2024-04-22");
     assert_eq!(line["generation"], 3);

@@ -1,6 +1,10 @@
 //! One JSON object per line in the shape Cloud Logging parses from a container's output: `severity`,
-//! `message`, `timestamp` (RFC 3339), `target`, then the fields of every span in scope (outermost
+//! `message`, `time` (RFC 3339), `target`, then the fields of every span in scope (outermost
 //! first) and the event's own fields, all at the top level, so `jsonPayload.batch_id` can be queried.
+//!
+//! The entry's time is `time`: Cloud Logging reads an RFC 3339 string under that key, while its
+//! `timestamp` key wants a `{seconds, nanos}` object, so a string there would not set the entry's time.
+//! `timestamp` stays reserved so that an event field cannot be mistaken for it.
 //!
 //! Written here rather than taken from `tracing-stackdriver` (0.10): that crate nests span fields under
 //! `span`/`spans` instead of flattening them and renames fields to camelCase (`batch_id` becomes
@@ -19,7 +23,7 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
 /// Keys this formatter writes itself; a field of the same name is dropped rather than written twice.
-const RESERVED: [&str; 4] = ["severity", "message", "timestamp", "target"];
+const RESERVED: [&str; 5] = ["severity", "message", "time", "timestamp", "target"];
 
 /// The event formatter. Use with `tracing_subscriber::fmt().fmt_fields(JsonFields::new()).event_format(CloudLogging)`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -70,8 +74,8 @@ fn now_rfc3339() -> String {
 }
 
 /// The line without its newline: the fixed keys first (readable when tailing), then the fields.
-fn render(severity: &str, message: &str, timestamp: &str, target: &str, fields: Map<String, Value>) -> String {
-    let fixed = [("severity", severity), ("message", message), ("timestamp", timestamp), ("target", target)];
+fn render(severity: &str, message: &str, time: &str, target: &str, fields: Map<String, Value>) -> String {
+    let fixed = [("severity", severity), ("message", message), ("time", time), ("target", target)];
     let fixed = fixed.into_iter().map(|(key, value)| (key.to_string(), Value::from(value)));
     let fields = fields.into_iter().filter(|(key, _)| !RESERVED.contains(&key.as_str()));
     let mut text = String::from("{");
@@ -210,8 +214,8 @@ mod tests {
         assert_eq!(line["item"], "lebron");
         assert_eq!(line["error"], "boom");
         assert_eq!(line["attempts"], 2);
-        let timestamp = line["timestamp"].as_str().unwrap();
-        assert!(chrono::DateTime::parse_from_rfc3339(timestamp).is_ok(), "{timestamp}");
+        let time = line["time"].as_str().unwrap();
+        assert!(chrono::DateTime::parse_from_rfc3339(time).is_ok(), "{time}");
     }
 
     #[test]
@@ -231,13 +235,14 @@ mod tests {
     fn event_fields_win_over_span_fields_and_reserved_keys_stay_reserved() {
         let lines = capture(|| {
             let _span = tracing::info_span!("outer", item = "from-span", severity = "bogus").entered();
-            tracing::info!(item = "from-event", timestamp = "bogus", "hello \"quoted\"");
+            tracing::info!(item = "from-event", time = "bogus", timestamp = "bogus", "hello \"quoted\"");
         });
         let line = &lines[0];
         assert_eq!(line["item"], "from-event");
         assert_eq!(line["severity"], "INFO");
         assert_eq!(line["message"], "hello \"quoted\"");
-        assert_ne!(line["timestamp"], "bogus");
+        assert_ne!(line["time"], "bogus");
+        assert!(!line.contains_key("timestamp"), "{line:?}");
     }
 
     #[test]
@@ -248,7 +253,7 @@ mod tests {
         let line = render("INFO", "say \"hi\"\n", "2026-01-01T00:00:00Z", "t", fields);
         assert_eq!(
             line,
-            r#"{"severity":"INFO","message":"say \"hi\"\n","timestamp":"2026-01-01T00:00:00Z","target":"t","odd\"key":1}"#
+            r#"{"severity":"INFO","message":"say \"hi\"\n","time":"2026-01-01T00:00:00Z","target":"t","odd\"key":1}"#
         );
     }
 
