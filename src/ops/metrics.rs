@@ -147,13 +147,8 @@ impl ConsumerMetrics {
 }
 
 /// Counts the attempts of one Firestore transaction. firestore-rs re-runs the closure after ABORTED,
-/// so every call of [`TransactionAttempts::attempt`] after the first is a retry.
-///
-/// ```ignore
-/// let attempts = TransactionAttempts::new("seal");
-/// let result = db.run_transaction(|db, tx| { attempts.attempt(); async move { .. }.boxed() }).await;
-/// attempts.finish(result)
-/// ```
+/// so every call of [`TransactionAttempts::attempt`] after the first is a retry. The batch store uses it
+/// through its `CountedTransaction::counted_transaction`.
 #[derive(Debug)]
 pub struct TransactionAttempts {
     operation: &'static str,
