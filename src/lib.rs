@@ -8,6 +8,7 @@ pub mod consumer;
 pub mod gcp;
 pub mod messages;
 pub mod nba;
+pub mod ops;
 pub mod runner;
 pub mod setup;
 pub mod topology;

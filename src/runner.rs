@@ -17,6 +17,7 @@ use crate::batch::sweeper::Sweeper;
 use crate::config::ConsumerSettings;
 use crate::consumer::{Consumer, ConsumerError, ConsumerTarget, MessageHandler, StatsSnapshot};
 use crate::gcp::pubsub::PubSub;
+use crate::ops::readiness::Readiness;
 use crate::topology::{ChannelKind, Topology};
 
 /// A role of the pipeline.
@@ -83,17 +84,34 @@ impl<D: BatchDomain, H: ItemHandler, X: MessageHandler> Roles<D, H, X> {
     /// Runs `roles` until `shutdown` is cancelled or one consumer fails to start; on a failure the
     /// others are stopped too and the first error is returned. Returns the consumers' statistics.
     pub async fn run(&self, roles: &[Role], shutdown: CancellationToken) -> Result<Vec<StatsSnapshot>, ConsumerError> {
+        self.run_observed(roles, shutdown, &Readiness::default()).await
+    }
+
+    /// [`Roles::run`], registering every consumer with `readiness` (what `/readyz` reads).
+    pub async fn run_observed(
+        &self,
+        roles: &[Role],
+        shutdown: CancellationToken,
+        readiness: &Readiness,
+    ) -> Result<Vec<StatsSnapshot>, ConsumerError> {
         let mut consumers = JoinSet::new();
         let mut sweeper = None;
         for role in roles {
             match role {
                 Role::Coordinator => {
-                    self.spawn(&mut consumers, ChannelKind::Trigger, TriggerRole(Arc::clone(&self.engine)), &shutdown);
+                    self.spawn(
+                        &mut consumers,
+                        ChannelKind::Trigger,
+                        TriggerRole(Arc::clone(&self.engine)),
+                        &shutdown,
+                        readiness,
+                    );
                     self.spawn(
                         &mut consumers,
                         ChannelKind::Completion,
                         CompletionRole(Arc::clone(&self.engine)),
                         &shutdown,
+                        readiness,
                     );
                 }
                 Role::Worker => {
@@ -102,10 +120,10 @@ impl<D: BatchDomain, H: ItemHandler, X: MessageHandler> Roles<D, H, X> {
                         self.pubsub.clone(),
                         self.completion_topic.clone(),
                     );
-                    self.spawn(&mut consumers, ChannelKind::Request, worker, &shutdown);
+                    self.spawn(&mut consumers, ChannelKind::Request, worker, &shutdown, readiness);
                 }
                 Role::Exporter => {
-                    self.spawn(&mut consumers, ChannelKind::Ready, Arc::clone(&self.exporter), &shutdown);
+                    self.spawn(&mut consumers, ChannelKind::Ready, Arc::clone(&self.exporter), &shutdown, readiness);
                 }
                 Role::DeadLetter => {
                     for kind in
@@ -118,8 +136,7 @@ impl<D: BatchDomain, H: ItemHandler, X: MessageHandler> Roles<D, H, X> {
                             subscription: self.topology.channel(kind).dead_letter_subscription.clone(),
                             dead_letter_topic: None,
                         };
-                        let consumer = Consumer::new(self.pubsub.clone(), target, self.consumer.clone(), role);
-                        consumers.spawn(consumer.run(shutdown.clone()));
+                        self.spawn_on(&mut consumers, target, role, &shutdown, readiness);
                     }
                 }
                 Role::Sweeper => {
@@ -128,6 +145,7 @@ impl<D: BatchDomain, H: ItemHandler, X: MessageHandler> Roles<D, H, X> {
                 }
             }
         }
+        readiness.mark_started();
         let mut stats = Vec::new();
         let mut first_error = None;
         while let Some(joined) = consumers.join_next().await {
@@ -160,13 +178,27 @@ impl<D: BatchDomain, H: ItemHandler, X: MessageHandler> Roles<D, H, X> {
         kind: ChannelKind,
         handler: M,
         shutdown: &CancellationToken,
+        readiness: &Readiness,
     ) {
         let channel = self.topology.channel(kind);
         let target = ConsumerTarget {
             subscription: channel.subscription.clone(),
             dead_letter_topic: Some(channel.dead_letter_topic.clone()),
         };
-        let consumer = Consumer::new(self.pubsub.clone(), target, self.consumer.clone(), handler);
+        self.spawn_on(consumers, target, handler, shutdown, readiness);
+    }
+
+    fn spawn_on<M: MessageHandler>(
+        &self,
+        consumers: &mut JoinSet<Result<StatsSnapshot, ConsumerError>>,
+        target: ConsumerTarget,
+        handler: M,
+        shutdown: &CancellationToken,
+        readiness: &Readiness,
+    ) {
+        let subscribed = readiness.register(&target.subscription);
+        let consumer =
+            Consumer::new(self.pubsub.clone(), target, self.consumer.clone(), handler).with_readiness(subscribed);
         consumers.spawn(consumer.run(shutdown.clone()));
     }
 }

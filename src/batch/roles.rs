@@ -1,12 +1,18 @@
 //! The engine's message handlers: how each role turns a delivery into an [`Outcome`] for the consumer
 //! runtime. Parsing failures are rejected (dead-lettered with the reason); transient failures retry.
+//!
+//! Once a message is parsed, its handling runs in a `batch` span carrying what the message names of
+//! `batch_id`, `game_date`, `generation`, `correlation_id` and `item`, so every log line it causes
+//! (JSON logs flatten span fields) can be found by batch.
 
 use std::sync::Arc;
 
 use google_cloud_pubsub::model::Message;
+use tracing::Instrument;
 
+use super::documents::batch_id_for;
 use super::domain::{BatchDomain, ItemHandler, ItemOutcome};
-use super::engine::{BatchEngine, EngineError};
+use super::engine::{BatchEngine, EngineError, TriggerReport};
 use crate::consumer::{Delivery, MessageHandler, Outcome};
 use crate::gcp::pubsub::PubSub;
 use crate::messages::{CompletionMessage, RequestMessage, TriggerMessage};
@@ -31,10 +37,33 @@ pub struct TriggerRole<D>(pub Arc<BatchEngine<D>>);
 
 impl<D: BatchDomain> MessageHandler for TriggerRole<D> {
     async fn handle(&self, delivery: &Delivery) -> Outcome {
-        match TriggerMessage::parse(&delivery.data) {
-            Ok(trigger) => outcome_of(self.0.start(&trigger, &delivery.message_id).await),
-            Err(invalid) => Outcome::Reject(invalid.to_string()),
+        let trigger = match TriggerMessage::parse(&delivery.data) {
+            Ok(trigger) => trigger,
+            Err(invalid) => return Outcome::Reject(invalid.to_string()),
+        };
+        let date = trigger.game_date.to_string();
+        // The engine falls back to the message id for an empty correlation id, and keys the batch by it.
+        let correlation_id = if trigger.correlation_id.is_empty() {
+            delivery.message_id.as_str()
+        } else {
+            trigger.correlation_id.as_str()
+        };
+        let span = tracing::info_span!(
+            "batch",
+            batch_id = batch_id_for(&date, &delivery.message_id),
+            game_date = date,
+            correlation_id,
+            generation = tracing::field::Empty,
+        );
+        async {
+            let result = self.0.start(&trigger, &delivery.message_id).await;
+            if let Ok(TriggerReport::Started { generation, .. }) = &result {
+                tracing::Span::current().record("generation", generation);
+            }
+            outcome_of(result)
         }
+        .instrument(span)
+        .await
     }
 }
 
@@ -43,10 +72,17 @@ pub struct CompletionRole<D>(pub Arc<BatchEngine<D>>);
 
 impl<D: BatchDomain> MessageHandler for CompletionRole<D> {
     async fn handle(&self, delivery: &Delivery) -> Outcome {
-        match CompletionMessage::parse(&delivery.data) {
-            Ok(completion) => outcome_of(self.0.complete(&completion).await),
-            Err(invalid) => Outcome::Reject(invalid.to_string()),
-        }
+        let completion = match CompletionMessage::parse(&delivery.data) {
+            Ok(completion) => completion,
+            Err(invalid) => return Outcome::Reject(invalid.to_string()),
+        };
+        let span = tracing::info_span!(
+            "batch",
+            batch_id = completion.batch_id,
+            generation = completion.generation,
+            item = completion.player_lookup,
+        );
+        outcome_of(self.0.complete(&completion).instrument(span).await)
     }
 }
 
@@ -70,16 +106,29 @@ impl<H: ItemHandler> MessageHandler for WorkerRole<H> {
             Ok(request) => request,
             Err(invalid) => return Outcome::Reject(invalid.to_string()),
         };
-        let completion = match self.handler.handle_item(&request).await {
-            ItemOutcome::Done { predictions_count } => CompletionMessage::ok(&request, predictions_count),
+        let span = tracing::info_span!(
+            "batch",
+            batch_id = request.batch_id,
+            game_date = %request.game_date,
+            generation = request.generation,
+            correlation_id = request.correlation_id,
+            item = request.player_lookup,
+        );
+        self.handle_request(&request).instrument(span).await
+    }
+}
+
+impl<H: ItemHandler> WorkerRole<H> {
+    async fn handle_request(&self, request: &RequestMessage) -> Outcome {
+        let completion = match self.handler.handle_item(request).await {
+            ItemOutcome::Done { predictions_count } => {
+                tracing::debug!(predictions_count, "item done");
+                CompletionMessage::ok(request, predictions_count)
+            }
             ItemOutcome::Failed(error) => {
-                tracing::warn!(
-                    batch_id = request.batch_id,
-                    item = request.player_lookup,
-                    error,
-                    "item failed permanently"
-                );
-                CompletionMessage::failed(&request, &error)
+                // batch_id and item come from the span.
+                tracing::warn!(error, "item failed permanently");
+                CompletionMessage::failed(request, &error)
             }
             ItemOutcome::Retry(reason) => return Outcome::Retry(reason),
         };

@@ -23,9 +23,10 @@ pub struct Cli {
     pub gcp: GcpSettings,
     #[command(flatten)]
     pub topics: TopicNames,
-    /// Log format: human-readable text, or JSON lines for Cloud Logging.
-    #[arg(long, env = "PROPS_LOG_FORMAT", value_enum, default_value_t = logging::LogFormat::Text, global = true)]
-    pub log_format: logging::LogFormat,
+    /// Log format: human-readable text, or JSON lines for Cloud Logging. Default: text when stderr is
+    /// a terminal, JSON otherwise.
+    #[arg(long, env = "PROPS_LOG_FORMAT", value_enum, global = true)]
+    pub log_format: Option<logging::LogFormat>,
     #[command(subcommand)]
     pub command: Command,
 }

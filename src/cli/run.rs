@@ -1,5 +1,6 @@
 //! `props-pipeline run <role>...`
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use props_pipeline::gcp::pubsub::PubSub;
 use props_pipeline::nba::domain::{NbaDomain, NbaWorker};
 use props_pipeline::nba::export::{ExportRole, Exporter};
 use props_pipeline::nba::model::ModelConfig;
+use props_pipeline::ops;
 use props_pipeline::runner::{Role, Roles};
 use props_pipeline::topology::Topology;
 
@@ -32,6 +34,10 @@ pub struct RunArgs {
     /// Folder the exporter writes `{date}.json` files to.
     #[arg(long, env = "PROPS_EXPORT_DIR", default_value = "out/exports")]
     pub export_dir: PathBuf,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served. Port 0 picks a free port (logged as
+    /// `http listening`), so several processes can share a host.
+    #[arg(long, env = "PROPS_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
 }
 
 fn parse_roles(names: &[String]) -> anyhow::Result<Vec<Role>> {
@@ -52,8 +58,20 @@ pub async fn run(gcp: &GcpSettings, topics: &TopicNames, args: RunArgs) -> anyho
     args.consumer.validate().context("invalid consumer settings")?;
     args.engine.validate().context("invalid engine settings")?;
     args.sweep.validate().context("invalid sweeper settings")?;
+    let metrics = ops::metrics::install()?;
+    let shutdown = cancel_on_signals();
     let pubsub = PubSub::connect(gcp).await?;
     let store = BatchStore::new(props_pipeline::gcp::firestore::connect(gcp).await?);
+    let ready = ops::readiness::ReadyCheck {
+        consumers: ops::readiness::Readiness::default(),
+        firestore: Arc::new(ops::readiness::CachedProbe::new(
+            ops::readiness::FirestoreProbe(store.db().clone()),
+            FIRESTORE_PROBE_TTL,
+            FIRESTORE_PROBE_TIMEOUT,
+        )),
+    };
+    let consumers = ready.consumers.clone();
+    let http = ops::http::serve(args.http_addr, ready, metrics, shutdown.clone()).await?;
     let engine = BatchEngine::new(
         store.clone(),
         pubsub.clone(),
@@ -72,10 +90,25 @@ pub async fn run(gcp: &GcpSettings, topics: &TopicNames, args: RunArgs) -> anyho
         completion_topic: topics.completion_topic.clone(),
         sweep: args.sweep,
     };
-    runner.run(&roles, cancel_on_signals()).await?;
+    let result = runner.run_observed(&roles, shutdown.clone(), &consumers).await;
+    // The runner returns after a shutdown signal or a failed consumer; either way the server stops.
+    shutdown.cancel();
+    match http.task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "http server stopped with an error"),
+        Err(error) => tracing::warn!(%error, "http server task failed"),
+    }
+    result?;
     tracing::info!("stopped");
     Ok(())
 }
+
+/// How long a Firestore readiness probe's answer is reused: kubelet probes every few seconds, and each
+/// probe is a billed read.
+const FIRESTORE_PROBE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+/// A probe slower than this counts as unreachable. Below kubelet's default probe timeout (1 s), so
+/// `/readyz` answers with its reason instead of kubelet giving up on it.
+const FIRESTORE_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(800);
 
 #[cfg(test)]
 mod tests {

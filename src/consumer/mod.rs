@@ -12,6 +12,12 @@
 //! taken before the next message is pulled, so at most `concurrency` handlers run; the client's flow
 //! control keeps a little more leased so a freed slot is refilled without a round trip. The client
 //! extends leases while a handler runs, up to `max_lease`.
+//!
+//! # Telemetry
+//! Each handler call runs in a `message` span (subscription, message id, delivery attempt). Every
+//! message taken from the stream ends in exactly one `props_messages_total` outcome: `ack`, `reject`
+//! (acked after its dead-letter copy was published, or on a subscription without one), or `retry`
+//! (nacked: a Retry, a panic, a failed dead-letter publish, or abandoned at the end of the drain).
 
 mod dead_letter;
 mod handler;
@@ -24,7 +30,7 @@ pub use shutdown::cancel_on_signals;
 pub use stats::{ConsumerStats, StatsSnapshot};
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use google_cloud_gax::error::rpc::Code;
@@ -41,6 +47,8 @@ use crate::config::ConsumerSettings;
 use crate::gcp::GcpError;
 use crate::gcp::errors::with_timeout;
 use crate::gcp::pubsub::PubSub;
+use crate::ops::metrics::ConsumerMetrics;
+use crate::ops::readiness::SubscriptionState;
 
 /// How far each lease extension reaches. The client re-extends well before expiry while a handler
 /// runs, so a short extension costs only a few more ModifyAckDeadline calls; in exchange a message
@@ -77,24 +85,34 @@ pub struct Consumer<H> {
     settings: ConsumerSettings,
     handler: Arc<H>,
     stats: Arc<ConsumerStats>,
+    /// Told when this consumer is pulling, for `/readyz`.
+    readiness: SubscriptionState,
     /// Backoff between stream re-opens after the client ended a stream.
     reopen_backoff: ExponentialBuilder,
 }
 
 impl<H: MessageHandler> Consumer<H> {
     pub fn new(pubsub: PubSub, target: ConsumerTarget, settings: ConsumerSettings, handler: H) -> Self {
+        let readiness = SubscriptionState::detached(&target.subscription);
         Self {
             pubsub,
             target,
             settings,
             handler: Arc::new(handler),
             stats: Arc::default(),
+            readiness,
             reopen_backoff: ExponentialBuilder::default()
                 .with_min_delay(Duration::from_millis(250))
                 .with_max_delay(Duration::from_secs(30))
                 .with_jitter()
                 .without_max_times(),
         }
+    }
+
+    /// Reports to `readiness` whether this consumer is pulling (see [`crate::ops::readiness`]).
+    pub fn with_readiness(mut self, readiness: SubscriptionState) -> Self {
+        self.readiness = readiness;
+        self
     }
 
     /// Counters that stay readable while [`Consumer::run`] runs and after it returns.
@@ -111,12 +129,15 @@ impl<H: MessageHandler> Consumer<H> {
         self.check_subscription().await?;
         let subscription = self.target.subscription.clone();
         tracing::info!(subscription, concurrency = self.settings.concurrency, "consumer started");
+        // Registered here, not in `new`, so the handles bind to the recorder the process installed.
+        let metrics = ConsumerMetrics::new(&subscription);
         let semaphore = Arc::new(Semaphore::new(self.settings.concurrency));
         let mut in_flight = JoinSet::new();
         let mut reopen_delays = self.reopen_backoff.build();
         let mut stream = self.open_stream();
+        self.readiness.set_subscribed(true);
         loop {
-            reap_finished(&mut in_flight, &self.stats);
+            reap_finished(&mut in_flight, &self.stats, &metrics);
             let permit = tokio::select! {
                 // Shutdown first: once cancelled, no new message may be taken.
                 biased;
@@ -136,15 +157,18 @@ impl<H: MessageHandler> Consumer<H> {
                 Some(Ok((message, ack))) => {
                     reopen_delays = self.reopen_backoff.build();
                     self.stats.record_received();
-                    self.spawn_handler(&mut in_flight, message, ack, permit);
+                    self.spawn_handler(&mut in_flight, message, ack, permit, &metrics);
                 }
                 Some(Err(error)) => {
+                    // The client closed the stream after a permanent error; the next pull ends it.
+                    self.readiness.set_subscribed(false);
                     self.stats.record_stream_error();
                     let transient = crate::gcp::errors::is_transient_pubsub(&error);
                     tracing::warn!(subscription, %error, transient, "streaming pull error");
                 }
                 None => {
                     // The client ends the stream after a permanent error; open a fresh one after a pause.
+                    self.readiness.set_subscribed(false);
                     let delay = reopen_delays.next().unwrap_or(Duration::from_secs(30));
                     tracing::warn!(subscription, delay_ms = delay.as_millis() as u64, "stream ended; re-opening");
                     tokio::select! {
@@ -153,10 +177,12 @@ impl<H: MessageHandler> Consumer<H> {
                     }
                     self.stats.record_stream_reopen();
                     stream = self.open_stream();
+                    self.readiness.set_subscribed(true);
                 }
             }
         }
-        self.drain(in_flight, stream).await;
+        self.readiness.set_subscribed(false);
+        self.drain(in_flight, stream, &metrics).await;
         let snapshot = self.stats.snapshot();
         tracing::info!(subscription, ?snapshot, "consumer stopped");
         Ok(snapshot)
@@ -199,6 +225,7 @@ impl<H: MessageHandler> Consumer<H> {
         message: Message,
         ack: AckHandle,
         permit: OwnedSemaphorePermit,
+        metrics: &ConsumerMetrics,
     ) {
         let delivery = Delivery {
             message_id: message.message_id,
@@ -218,6 +245,7 @@ impl<H: MessageHandler> Consumer<H> {
             pubsub: self.pubsub.clone(),
             dead_letter_topic: self.target.dead_letter_topic.clone(),
             stats: Arc::clone(&self.stats),
+            metrics: metrics.clone(),
         };
         in_flight.spawn(
             async move {
@@ -228,7 +256,7 @@ impl<H: MessageHandler> Consumer<H> {
         );
     }
 
-    async fn drain(&self, mut in_flight: JoinSet<()>, stream: MessageStream) {
+    async fn drain(&self, mut in_flight: JoinSet<()>, stream: MessageStream, metrics: &ConsumerMetrics) {
         // The stream stays open, unread, until the acks and nacks are flushed, as Google's own
         // shutdown does. Closing it first was tried: the emulator mishandles a client's RST_STREAM
         // (a NoSuchMethodError in its onRstStreamRead) and then lost track of the messages nacked
@@ -238,7 +266,7 @@ impl<H: MessageHandler> Consumer<H> {
         tracing::info!(subscription = self.target.subscription, pending, grace_secs = grace.as_secs(), "draining");
         let finished = tokio::time::timeout(grace, async {
             while let Some(result) = in_flight.join_next().await {
-                record_join_result(result, &self.stats);
+                record_join_result(result, &self.stats, metrics);
             }
         })
         .await;
@@ -253,6 +281,7 @@ impl<H: MessageHandler> Consumer<H> {
             in_flight.abort_all();
             while in_flight.join_next().await.is_some() {
                 self.stats.record_abandoned();
+                metrics.retried();
             }
         }
         // Every handle is consumed now, so the client can flush the acks and nacks and close.
@@ -273,19 +302,27 @@ struct HandlerTask<H> {
     pubsub: PubSub,
     dead_letter_topic: Option<String>,
     stats: Arc<ConsumerStats>,
+    metrics: ConsumerMetrics,
 }
 
 impl<H: MessageHandler> HandlerTask<H> {
     async fn run(self, delivery: Delivery, ack: AckHandle) {
-        match self.handler.handle(&delivery).await {
+        let started = Instant::now();
+        let outcome = self.handler.handle(&delivery).await;
+        let elapsed = started.elapsed();
+        self.metrics.handled_in(elapsed);
+        tracing::debug!(?outcome, elapsed_ms = elapsed.as_millis() as u64, "message handled");
+        match outcome {
             Outcome::Ack => {
                 ack.ack();
                 self.stats.record_acked();
+                self.metrics.acked();
             }
             Outcome::Retry(reason) => {
                 tracing::debug!(reason, "handler asked for a retry; nacking");
                 ack.nack();
                 self.stats.record_retried();
+                self.metrics.retried();
             }
             Outcome::Reject(reason) => self.reject(delivery, ack, &reason).await,
         }
@@ -301,6 +338,7 @@ impl<H: MessageHandler> HandlerTask<H> {
             );
             ack.ack();
             self.stats.record_rejected();
+            self.metrics.rejected();
             return;
         };
         match dead_letter::publish_rejected(&self.pubsub, topic, &delivery, reason).await {
@@ -308,28 +346,33 @@ impl<H: MessageHandler> HandlerTask<H> {
                 tracing::warn!(reason, dead_letter_topic = topic, dead_letter_id, "message rejected and dead-lettered");
                 ack.ack();
                 self.stats.record_rejected();
+                self.metrics.rejected();
+                self.metrics.dead_lettered();
             }
             Err(error) => {
                 tracing::error!(reason, %error, "could not publish a rejected message to its dead-letter topic; nacking");
                 ack.nack();
                 self.stats.record_dead_letter_failure();
+                // Nacked: Pub/Sub redelivers it, so its outcome this time is a retry.
+                self.metrics.retried();
             }
         }
     }
 }
 
-fn reap_finished(in_flight: &mut JoinSet<()>, stats: &ConsumerStats) {
+fn reap_finished(in_flight: &mut JoinSet<()>, stats: &ConsumerStats, metrics: &ConsumerMetrics) {
     while let Some(result) = in_flight.try_join_next() {
-        record_join_result(result, stats);
+        record_join_result(result, stats, metrics);
     }
 }
 
-fn record_join_result(result: Result<(), tokio::task::JoinError>, stats: &ConsumerStats) {
+fn record_join_result(result: Result<(), tokio::task::JoinError>, stats: &ConsumerStats, metrics: &ConsumerMetrics) {
     if let Err(error) = result
         && error.is_panic()
     {
         // The task's ack handle was dropped during unwinding, which nacked the message.
         tracing::error!(%error, "message handler panicked; message nacked");
         stats.record_panic();
+        metrics.retried();
     }
 }

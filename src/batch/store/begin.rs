@@ -5,7 +5,7 @@ use std::time::Duration;
 use firestore::{FirestoreDb, FirestoreInstant, FirestoreWritePrecondition};
 use futures::FutureExt;
 
-use super::{BatchStore, StoreError, firestore_error};
+use super::{BatchStore, CountedTransaction, StoreError, firestore_error};
 use crate::batch::documents::{
     BATCHES, BatchHeader, COUNTERS, CounterShard, GAME_DATES, GameDatePointer, ITEMS, ItemMarker, batch_id_for,
 };
@@ -49,7 +49,7 @@ impl BatchStore {
         let batch_id = batch_id_for(&game_date, &spec.trigger_message_id);
         let parent = self.batch_path(&batch_id)?;
         self.db
-            .run_transaction(|db, tx| {
+            .counted_transaction("begin_batch", |db, tx| {
                 let (game_date, batch_id, parent, spec) =
                     (game_date.clone(), batch_id.clone(), parent.clone(), spec.clone());
                 async move {
@@ -161,7 +161,7 @@ impl BatchStore {
     pub async fn seal(&self, batch_id: &str) -> Result<BatchHeader, StoreError> {
         let batch_id = batch_id.to_string();
         self.db
-            .run_transaction(|db, tx| {
+            .counted_transaction("seal", |db, tx| {
                 let batch_id = batch_id.clone();
                 async move {
                     let Some(mut header) = read_header(&db, &batch_id).await? else {

@@ -4,7 +4,7 @@
 use firestore::FirestoreDb;
 use futures::FutureExt;
 
-use super::{BatchStore, StoreError, firestore_error};
+use super::{BatchStore, CountedTransaction, StoreError, firestore_error};
 use crate::batch::documents::{COUNTERS, ITEMS, ItemMarker, ItemStatus, counter_shard_of};
 use crate::messages::{CompletionMessage, CompletionStatus};
 
@@ -34,7 +34,7 @@ impl BatchStore {
         let parent = self.batch_path(&completion.batch_id)?;
         let shard = counter_shard_of(&completion.player_lookup, counter_shards).to_string();
         self.db
-            .run_transaction(|db, tx| {
+            .counted_transaction("record_completion", |db, tx| {
                 let (parent, shard, completion) = (parent.clone(), shard.clone(), completion.clone());
                 async move {
                     let Some(marker) = read_marker(&db, &parent, &completion.player_lookup).await? else {

@@ -7,7 +7,7 @@ use firestore::{FirestoreDb, FirestoreInstant, FirestoreTransaction};
 use futures::FutureExt;
 
 use super::begin::read_header;
-use super::{BatchStore, StoreError, Totals, firestore_error};
+use super::{BatchStore, CountedTransaction, StoreError, Totals, firestore_error};
 use crate::batch::documents::{BATCHES, BatchHeader, GAME_DATES, GameDatePointer};
 use crate::batch::state::{BatchState, ClaimDecision, FinalizeClaim, decide_claim, outcome};
 
@@ -37,7 +37,7 @@ impl BatchStore {
     ) -> Result<ClaimOutcome, StoreError> {
         let outcome = self
             .db
-            .run_transaction(|db, tx| {
+            .counted_transaction("claim_finalize", |db, tx| {
                 let (batch_id, me) = (batch_id.to_string(), me.to_string());
                 async move {
                     let Some(mut header) = read_header(&db, &batch_id).await? else {
@@ -78,7 +78,7 @@ impl BatchStore {
     ) -> Result<FinishOutcome, StoreError> {
         let outcome = self
             .db
-            .run_transaction(|db, tx| {
+            .counted_transaction("finish", |db, tx| {
                 let (batch_id, me, failure_reason) =
                     (batch_id.to_string(), me.to_string(), failure_reason.map(String::from));
                 async move {
@@ -127,7 +127,7 @@ impl BatchStore {
     /// The outbox: records that the ready event was published (once; a second call changes nothing).
     pub async fn record_ready(&self, batch_id: &str, ready_message_id: &str) -> Result<(), StoreError> {
         self.db
-            .run_transaction(|db, tx| {
+            .counted_transaction("record_ready", |db, tx| {
                 let (batch_id, ready_message_id) = (batch_id.to_string(), ready_message_id.to_string());
                 async move {
                     if let Some(mut header) = read_header(&db, &batch_id).await?
@@ -149,7 +149,7 @@ impl BatchStore {
     /// claim on a FINALIZING batch is touched.
     pub async fn release_claim(&self, batch_id: &str, owner: &str) -> Result<(), StoreError> {
         self.db
-            .run_transaction(|db, tx| {
+            .counted_transaction("release_claim", |db, tx| {
                 let (batch_id, owner) = (batch_id.to_string(), owner.to_string());
                 async move {
                     if let Some(mut header) = read_header(&db, &batch_id).await?
@@ -173,7 +173,7 @@ impl BatchStore {
     /// whether this caller should announce.
     pub async fn claim_announcement(&self, batch_id: &str, owner: &str, lease: Duration) -> Result<bool, StoreError> {
         self.db
-            .run_transaction(|db, tx| {
+            .counted_transaction("claim_announcement", |db, tx| {
                 let (batch_id, owner) = (batch_id.to_string(), owner.to_string());
                 async move {
                     let Some(mut header) = read_header(&db, &batch_id).await? else {
