@@ -9,7 +9,9 @@
 //! - [`domain`]: the traits a domain implements.
 //! - [`settings`]: the engine's knobs.
 //! - [`status`]: what `props-pipeline status` reports.
+//! - [`audit`]: one record per trigger the coordinator saw.
 
+pub mod audit;
 pub mod documents;
 pub mod domain;
 pub mod engine;

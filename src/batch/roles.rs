@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use google_cloud_pubsub::model::Message;
 
+use super::audit::AuditRecord;
 use super::domain::{BatchDomain, ItemHandler, ItemOutcome};
 use super::engine::{BatchEngine, EngineError};
 use crate::consumer::{Delivery, MessageHandler, Outcome};
@@ -26,14 +27,37 @@ fn outcome_of<T: std::fmt::Debug>(result: Result<T, EngineError>) -> Outcome {
     }
 }
 
-/// Coordinator: `prediction-trigger-coordinator`.
+/// Coordinator: `prediction-trigger-coordinator`. Every trigger ends with an audit record: the engine
+/// writes it with its decision, and a trigger rejected before any batch exists is recorded here.
 pub struct TriggerRole<D>(pub Arc<BatchEngine<D>>);
 
 impl<D: BatchDomain> MessageHandler for TriggerRole<D> {
     async fn handle(&self, delivery: &Delivery) -> Outcome {
-        match TriggerMessage::parse(&delivery.data) {
-            Ok(trigger) => outcome_of(self.0.start(&trigger, &delivery.message_id).await),
-            Err(invalid) => Outcome::Reject(invalid.to_string()),
+        let trigger = match TriggerMessage::parse(&delivery.data) {
+            Ok(trigger) => trigger,
+            Err(invalid) => return self.reject(delivery, invalid.to_string()).await,
+        };
+        match outcome_of(self.0.start(&trigger, &delivery.message_id).await) {
+            Outcome::Reject(reason) => self.reject(delivery, reason).await,
+            other => other,
+        }
+    }
+}
+
+impl<D: BatchDomain> TriggerRole<D> {
+    /// Records the rejection, then rejects; if the record cannot be written yet, the trigger is retried
+    /// so that it is not dead-lettered unrecorded (past the maximum attempts Pub/Sub dead-letters it).
+    async fn reject(&self, delivery: &Delivery, reason: String) -> Outcome {
+        let record = AuditRecord::rejected(&delivery.data, &delivery.message_id, &reason);
+        match self.0.store().record_rejected(&record).await {
+            Ok(_) => Outcome::Reject(reason),
+            Err(error) if error.is_transient() => {
+                Outcome::Retry(format!("could not audit a rejected trigger: {error}"))
+            }
+            Err(error) => {
+                tracing::error!(%error, message_id = delivery.message_id, "could not audit a rejected trigger");
+                Outcome::Reject(reason)
+            }
         }
     }
 }
