@@ -10,8 +10,10 @@
 //! - [`settings`]: the engine's knobs.
 //! - [`status`]: what `props-pipeline status` reports.
 //! - [`audit`]: one record per trigger the coordinator saw.
+//! - [`backfill`]: one trigger per key over a range, resumable, a bounded number in flight.
 
 pub mod audit;
+pub mod backfill;
 pub mod documents;
 pub mod domain;
 pub mod engine;

@@ -2,6 +2,7 @@
 //! binary's edge (anyhow errors, printing); the work itself lives in the library.
 
 mod audit;
+mod backfill;
 mod backtest;
 mod load;
 pub mod logging;
@@ -46,6 +47,8 @@ pub enum Command {
     Backtest(backtest::BacktestArgs),
     /// List the audit trail: one record per trigger the coordinator saw, with its outcome.
     Audit(audit::AuditArgs),
+    /// Trigger every date of a range that has a slate, a bounded number at once; re-running resumes.
+    Backfill(backfill::BackfillArgs),
 }
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -59,6 +62,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Load(args) => load::run(&cli.gcp, args).await,
         Command::Backtest(args) => backtest::run(args),
         Command::Audit(args) => audit::run(&cli.gcp, args).await,
+        Command::Backfill(args) => backfill::run(&cli.gcp, &cli.topics, args).await,
     }
 }
 
