@@ -6,6 +6,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod harness;
+pub mod nba;
 pub mod test_domain;
 
 use std::collections::HashMap;
