@@ -244,7 +244,15 @@ pub async fn run(
         let mut in_flight = Vec::new();
         for (index, state) in states.iter_mut().enumerate() {
             let date = plan.dates[index].0;
-            advance(store, plan, date, state, &mut results, index, &mut in_flight, progress).await?;
+            match poll(store, plan, date, state).await? {
+                Poll::Unchanged => {}
+                Poll::Running { terminal, expected } => in_flight.push((date, terminal, expected)),
+                Poll::Follow(next) => *state = next,
+                Poll::Settle(result) => {
+                    settle(&mut results, index, result, progress);
+                    *state = DateState::Settled;
+                }
+            }
         }
         let mut running =
             states.iter().filter(|s| matches!(s, DateState::Published { .. } | DateState::Following { .. })).count();
@@ -271,62 +279,58 @@ pub async fn run(
     Ok(results.into_iter().flatten().collect())
 }
 
-/// Moves one date on from what Firestore says now.
-#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename the loop's locals
-async fn advance(
+/// What one poll of a date found.
+enum Poll {
+    Unchanged,
+    /// Its batch is still running: terminal items of the expected.
+    Running {
+        terminal: u64,
+        expected: u64,
+    },
+    /// The coordinator recorded the trigger: follow this batch.
+    Follow(DateState),
+    Settle(DateResult),
+}
+
+/// Looks at what Firestore says about a date now.
+async fn poll(
     store: &BatchStore,
     plan: &BackfillPlan,
     date: GameDate,
-    state: &mut DateState,
-    results: &mut [Option<DateResult>],
-    index: usize,
-    in_flight: &mut Vec<(GameDate, u64, u64)>,
-    progress: &mut (dyn FnMut(BackfillEvent) + Send),
-) -> Result<(), BackfillError> {
-    match state.clone() {
+    state: &DateState,
+) -> Result<Poll, BackfillError> {
+    let timeout = plan.timeout.as_secs();
+    Ok(match state {
         DateState::Published { message_id, since } => {
-            let records: Vec<AuditRecord> = store.audit_record(&message_id).await?.into_iter().collect();
+            let records: Vec<AuditRecord> = store.audit_record(message_id).await?.into_iter().collect();
             match resolve(&records) {
-                Some(DateState::Settled) => {
-                    settle(results, index, rejected(date, &records), progress);
-                    *state = DateState::Settled;
-                }
+                Some(DateState::Settled) => Poll::Settle(rejected(date, &records)),
                 Some(DateState::Following { batch_id, note, .. }) => {
-                    *state = DateState::Following { batch_id, note, since };
+                    Poll::Follow(DateState::Following { batch_id, note, since: *since })
                 }
                 _ if since.elapsed() > plan.timeout => {
-                    let note = format!("trigger {message_id} not recorded within {}s", plan.timeout.as_secs());
-                    settle(results, index, DateResult::ended(date, DateEnd::TimedOut, Some(note)), progress);
-                    *state = DateState::Settled;
+                    let note = format!("trigger {message_id} not recorded within {timeout}s");
+                    Poll::Settle(DateResult::ended(date, DateEnd::TimedOut, Some(note)))
                 }
-                _ => {}
+                _ => Poll::Unchanged,
             }
         }
-        DateState::Following { batch_id, note, since } => match one(store, &batch_id).await? {
+        DateState::Following { batch_id, note, since } => match one(store, batch_id).await? {
             None => {
                 let note = Some(format!("batch {batch_id} no longer exists"));
-                settle(results, index, DateResult::ended(date, DateEnd::Gone, note), progress);
-                *state = DateState::Settled;
+                Poll::Settle(DateResult::ended(date, DateEnd::Gone, note))
             }
             Some(status) if status.state.is_final() => {
-                settle(
-                    results,
-                    index,
-                    DateResult::of_batch(date, &status, DateEnd::Batch(status.state), note),
-                    progress,
-                );
-                *state = DateState::Settled;
+                Poll::Settle(DateResult::of_batch(date, &status, DateEnd::Batch(status.state), note.clone()))
             }
             Some(status) if since.elapsed() > plan.timeout => {
-                let note = Some(format!("batch still {} after {}s", status.state, plan.timeout.as_secs()));
-                settle(results, index, DateResult::of_batch(date, &status, DateEnd::TimedOut, note), progress);
-                *state = DateState::Settled;
+                let note = Some(format!("batch still {} after {timeout}s", status.state));
+                Poll::Settle(DateResult::of_batch(date, &status, DateEnd::TimedOut, note))
             }
-            Some(status) => in_flight.push((date, status.done + status.failed, status.expected)),
+            Some(status) => Poll::Running { terminal: status.done + status.failed, expected: status.expected },
         },
-        DateState::Waiting | DateState::Settled => {}
-    }
-    Ok(())
+        DateState::Waiting | DateState::Settled => Poll::Unchanged,
+    })
 }
 
 fn rejected(date: GameDate, records: &[AuditRecord]) -> DateResult {
