@@ -61,6 +61,9 @@ pub struct BatchHeader {
     pub failed_count: Option<u64>,
     #[serde(default)]
     pub predictions_count: Option<u64>,
+    /// Done items / expected items when finalized (see [`super::state::coverage`]).
+    #[serde(default)]
+    pub coverage: Option<f64>,
     /// Why the batch ended FAILED (failure policy or a permanent consolidation error).
     #[serde(default)]
     pub failure_reason: Option<String>,

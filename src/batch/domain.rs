@@ -17,6 +17,16 @@ pub enum DomainError {
     Permanent(String),
 }
 
+/// What a consolidation changed, for the audit trail. Counts describe the state after the call, not
+/// the writes of this call, so a re-run after a crash or a lease takeover reports the same numbers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConsolidationReport {
+    /// Older results of the key marked superseded by this batch's generation.
+    pub superseded: u64,
+    /// Results of this batch that are now current (the replacements).
+    pub replacements: u64,
+}
+
 /// The coordinator's side of a domain.
 pub trait BatchDomain: Send + Sync + 'static {
     /// The items of the batch for `game_date`, as Firestore document ids. An empty list is an empty
@@ -25,8 +35,10 @@ pub trait BatchDomain: Send + Sync + 'static {
 
     /// Moves the staged results of a finished batch into place. Called once per batch by the finalize
     /// claim holder, but again after a crash or lease takeover, so it must be idempotent; and it must
-    /// never let an older generation overwrite a newer one's results.
-    fn consolidate(&self, batch: &BatchHeader) -> impl Future<Output = Result<(), DomainError>> + Send;
+    /// never let an older generation overwrite a newer one's results. Older results may be marked
+    /// superseded only here, in the same call that puts the replacements in place (a swap).
+    fn consolidate(&self, batch: &BatchHeader)
+    -> impl Future<Output = Result<ConsolidationReport, DomainError>> + Send;
 }
 
 /// What handling one item came to.

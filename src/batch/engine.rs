@@ -7,10 +7,11 @@ use std::sync::Arc;
 use google_cloud_pubsub::model::Message;
 use thiserror::Error;
 
+use super::audit::AuditOutcome;
 use super::documents::{BatchHeader, ItemStatus};
 use super::domain::{BatchDomain, DomainError};
 use super::settings::EngineSettings;
-use super::state::{BatchState, ClaimDecision, outcome};
+use super::state::{BatchState, ClaimDecision, is_low_coverage, outcome};
 use super::store::{BatchStore, BeginOutcome, CompletionRecord, FinishOutcome, NewBatch, StoreError};
 use crate::config::TopicNames;
 use crate::gcp::GcpError;
@@ -19,6 +20,9 @@ use crate::messages::{CompletionMessage, ReadyMessage, RequestMessage, TriggerMe
 
 /// Stable marker in the log line of a batch that ended FAILED, for log-based alerts.
 pub const ALERT_BATCH_FAILED: &str = "ALERT_BATCH_FAILED";
+
+/// Stable marker in the log line of a batch that completed below the coverage alert threshold.
+pub const ALERT_LOW_COVERAGE: &str = "ALERT_LOW_COVERAGE";
 
 #[derive(Debug, Error)]
 pub enum EngineError {
@@ -50,9 +54,27 @@ impl EngineError {
 /// What a trigger led to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TriggerReport {
-    Started { batch_id: String, generation: u64, items: usize, superseded: Option<String> },
-    Resumed { batch_id: String, republished: usize },
-    NoOpActiveBatch { active_batch_id: String },
+    Started {
+        batch_id: String,
+        generation: u64,
+        items: usize,
+        superseded: Option<String>,
+    },
+    Resumed {
+        batch_id: String,
+        republished: usize,
+    },
+    NoOpActiveBatch {
+        active_batch_id: String,
+    },
+    /// The date's current batch has this trigger's correlation id: a repeat of the same action.
+    Duplicate {
+        batch_id: String,
+    },
+    /// A redelivery of a trigger decided before without a batch (no-op or rejected).
+    AlreadyDecided {
+        outcome: AuditOutcome,
+    },
 }
 
 /// What a completion led to.
@@ -127,6 +149,18 @@ impl<D: BatchDomain> BatchEngine<D> {
                     "start ignored: a batch for this date is active (set metadata.force to override)"
                 );
                 return Ok(TriggerReport::NoOpActiveBatch { active_batch_id: active.batch_id });
+            }
+            BeginOutcome::Duplicate(current) => {
+                tracing::info!(
+                    game_date = %trigger.game_date, batch_id = current.batch_id, correlation_id,
+                    "trigger ignored: it repeats the correlation id of the date's current batch"
+                );
+                return Ok(TriggerReport::Duplicate { batch_id: current.batch_id });
+            }
+            BeginOutcome::AlreadyDecided(record) => {
+                tracing::info!(game_date = %trigger.game_date, outcome = %record.outcome, correlation_id,
+                    "redelivered trigger: decided before");
+                return Ok(TriggerReport::AlreadyDecided { outcome: record.outcome });
             }
             BeginOutcome::Created { header, superseded } => (header, true, superseded),
             BeginOutcome::Resumed(header) => (header, false, None),
@@ -280,17 +314,7 @@ impl<D: BatchDomain> BatchEngine<D> {
         let failure_reason = if will_fail || !self.store.is_current(&header).await? {
             None
         } else {
-            match self.domain.consolidate(&header).await {
-                Ok(()) => None,
-                Err(DomainError::Permanent(reason)) => Some(format!("consolidation failed: {reason}")),
-                Err(transient) => {
-                    // Let the redelivery take over now rather than after the lease.
-                    if let Err(error) = self.store.release_claim(batch_id, &owner).await {
-                        tracing::warn!(batch_id, %error, "could not release the finalize claim; it expires with its lease");
-                    }
-                    return Err(transient.into());
-                }
-            }
+            self.consolidate(&header, &owner).await?
         };
         let finished = match self.store.finish(batch_id, &owner, totals, failure_reason.as_deref()).await? {
             FinishOutcome::NotOwner(header) => {
@@ -302,6 +326,7 @@ impl<D: BatchDomain> BatchEngine<D> {
         match finished.state {
             BatchState::Complete => {
                 tracing::info!(batch_id, done = totals.done, failed = totals.failed, "batch complete");
+                self.alert_if_low_coverage(&finished);
                 self.announce(&finished).await?;
             }
             BatchState::Failed => tracing::error!(
@@ -314,6 +339,53 @@ impl<D: BatchDomain> BatchEngine<D> {
             state => tracing::info!(batch_id, %state, "batch finished"),
         }
         Ok(FinalizeReport::Finalized(finished.state))
+    }
+
+    /// Consolidates through the domain and adds what it changed to the audit record of the batch's
+    /// trigger. Returns the failure reason of a permanent consolidation error; on a transient error the
+    /// claim is released first, so the redelivery takes over now rather than after the lease.
+    async fn consolidate(&self, header: &BatchHeader, owner: &str) -> Result<Option<String>, EngineError> {
+        let result = match self.domain.consolidate(header).await {
+            Ok(report) => match self.store.record_consolidation(&header.trigger_message_id, &report).await {
+                Err(error) if !error.is_transient() => {
+                    // The predictions are in place; an audit that cannot be written must not block them.
+                    tracing::error!(batch_id = header.batch_id, %error, "could not audit the consolidation");
+                    Ok(())
+                }
+                other => other.map_err(EngineError::from),
+            },
+            Err(DomainError::Permanent(reason)) => return Ok(Some(format!("consolidation failed: {reason}"))),
+            Err(transient) => Err(transient.into()),
+        };
+        if let Err(error) = result {
+            if let Err(release) = self.store.release_claim(&header.batch_id, owner).await {
+                tracing::warn!(batch_id = header.batch_id, error = %release, "could not release the finalize claim; it expires with its lease");
+            }
+            return Err(error);
+        }
+        Ok(None)
+    }
+
+    /// Logged once, by the instance that finished the batch, so one batch raises one alert.
+    fn alert_if_low_coverage(&self, header: &BatchHeader) {
+        let coverage = header.coverage.unwrap_or(1.0);
+        let threshold = self.settings.coverage_alert_threshold;
+        if !is_low_coverage(header.state, coverage, threshold) {
+            return;
+        }
+        tracing::error!(
+            marker = ALERT_LOW_COVERAGE,
+            batch_id = header.batch_id,
+            game_date = header.game_date,
+            coverage,
+            threshold,
+            done = header.done_count.unwrap_or_default(),
+            expected = header.expected_count,
+            "{ALERT_LOW_COVERAGE}: batch completed with {:.1}% coverage, below the {:.1}% threshold",
+            coverage * 100.0,
+            threshold * 100.0
+        );
+        metrics::counter!("props_alerts_total", "alert" => "low_coverage").increment(1);
     }
 
     /// A claim owner per attempt, not per process: handlers of one process that see the last

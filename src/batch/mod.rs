@@ -9,10 +9,14 @@
 //! - [`domain`]: the traits a domain implements.
 //! - [`settings`]: the engine's knobs.
 //! - [`status`]: what `props-pipeline status` reports.
+//! - [`audit`]: one record per trigger the coordinator saw.
+//! - [`backfill`]: one trigger per key over a range, resumable, a bounded number in flight.
 //! - [`dead_letters`]: the dead-letter role and the `dead_letters` record.
 //! - [`sweep_policy`], [`sweeper`], [`redrive`]: the sweeper role (stalled, stuck, unannounced and
 //!   expired batches) and redrives, also used by the `missing` and `redrive` commands.
 
+pub mod audit;
+pub mod backfill;
 pub mod dead_letters;
 pub mod documents;
 pub mod domain;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use google_cloud_pubsub::model::Message;
 use tracing::Instrument;
 
+use super::audit::AuditRecord;
 use super::documents::batch_id_for;
 use super::domain::{BatchDomain, ItemHandler, ItemOutcome};
 use super::engine::{BatchEngine, EngineError, TriggerReport};
@@ -32,14 +33,15 @@ fn outcome_of<T: std::fmt::Debug>(result: Result<T, EngineError>) -> Outcome {
     }
 }
 
-/// Coordinator: `prediction-trigger-coordinator`.
+/// Coordinator: `prediction-trigger-coordinator`. Every trigger ends with an audit record: the engine
+/// writes it with its decision, and a trigger rejected before any batch exists is recorded here.
 pub struct TriggerRole<D>(pub Arc<BatchEngine<D>>);
 
 impl<D: BatchDomain> MessageHandler for TriggerRole<D> {
     async fn handle(&self, delivery: &Delivery) -> Outcome {
         let trigger = match TriggerMessage::parse(&delivery.data) {
             Ok(trigger) => trigger,
-            Err(invalid) => return Outcome::Reject(invalid.to_string()),
+            Err(invalid) => return self.reject(delivery, invalid.to_string()).await,
         };
         let date = trigger.game_date.to_string();
         // The engine falls back to the message id for an empty correlation id, and keys the batch by it.
@@ -60,10 +62,31 @@ impl<D: BatchDomain> MessageHandler for TriggerRole<D> {
             if let Ok(TriggerReport::Started { generation, .. }) = &result {
                 tracing::Span::current().record("generation", generation);
             }
-            outcome_of(result)
+            match outcome_of(result) {
+                Outcome::Reject(reason) => self.reject(delivery, reason).await,
+                other => other,
+            }
         }
         .instrument(span)
         .await
+    }
+}
+
+impl<D: BatchDomain> TriggerRole<D> {
+    /// Records the rejection, then rejects; if the record cannot be written yet, the trigger is retried
+    /// so that it is not dead-lettered unrecorded (past the maximum attempts Pub/Sub dead-letters it).
+    async fn reject(&self, delivery: &Delivery, reason: String) -> Outcome {
+        let record = AuditRecord::rejected(&delivery.data, &delivery.message_id, &reason);
+        match self.0.store().record_rejected(&record).await {
+            Ok(_) => Outcome::Reject(reason),
+            Err(error) if error.is_transient() => {
+                Outcome::Retry(format!("could not audit a rejected trigger: {error}"))
+            }
+            Err(error) => {
+                tracing::error!(%error, message_id = delivery.message_id, "could not audit a rejected trigger");
+                Outcome::Reject(reason)
+            }
+        }
     }
 }
 

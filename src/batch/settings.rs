@@ -22,6 +22,11 @@ pub struct EngineSettings {
     /// Days a batch is kept (sets `expire_at` for the Firestore TTL policy).
     #[arg(long, env = "PROPS_RETENTION_DAYS", default_value_t = 7)]
     pub retention_days: u64,
+    /// Coverage alert: a batch that completes with fewer done items than this fraction of its expected
+    /// items (0-1; predicted players / slate players) logs `ALERT_LOW_COVERAGE` and counts
+    /// `props_alerts_total{alert="low_coverage"}`. A FAILED batch already raises `ALERT_BATCH_FAILED`.
+    #[arg(long, env = "PROPS_COVERAGE_ALERT_THRESHOLD", default_value_t = 0.9)]
+    pub coverage_alert_threshold: f64,
     /// This process's name in finalize claims; default: host name, process id and a random suffix.
     #[arg(long, env = "PROPS_INSTANCE_ID")]
     pub instance_id: Option<String>,
@@ -34,6 +39,7 @@ impl Default for EngineSettings {
             finalize_lease_secs: 120,
             tolerated_failed_fraction: 0.1,
             retention_days: 7,
+            coverage_alert_threshold: 0.9,
             instance_id: None,
         }
     }
@@ -47,8 +53,10 @@ impl EngineSettings {
         range("counter shards", self.counter_shards, 1, 64)?;
         range("finalize lease (seconds)", self.finalize_lease_secs, 1, 3600)?;
         range("retention (days)", self.retention_days, 1, 3650)?;
-        if !(0.0..=1.0).contains(&self.tolerated_failed_fraction) {
-            return Err(ConfigError::Fraction(self.tolerated_failed_fraction));
+        for fraction in [self.tolerated_failed_fraction, self.coverage_alert_threshold] {
+            if !(0.0..=1.0).contains(&fraction) {
+                return Err(ConfigError::Fraction(fraction));
+            }
         }
         Ok(())
     }

@@ -154,10 +154,32 @@ pub fn outcome(failed: u64, expected: u64, tolerated_failed_fraction: f64) -> Ba
     }
 }
 
+/// Coverage of a finished batch: the fraction of its expected items that are done (for the NBA domain,
+/// predicted players / slate players). An empty batch misses nothing, so its coverage is 1.
+pub fn coverage(done: u64, expected: u64) -> f64 {
+    if expected == 0 { 1.0 } else { done as f64 / expected as f64 }
+}
+
+/// Whether a batch that reached `state` with `coverage` must raise the low-coverage alert: only a
+/// COMPLETE one, since a FAILED batch raises its own alert and a SUPERSEDED one was replaced.
+pub fn is_low_coverage(state: BatchState, coverage: f64, threshold: f64) -> bool {
+    state == BatchState::Complete && coverage < threshold
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use BatchState::*;
+
+    #[test]
+    fn coverage_is_done_over_expected_and_alerts_only_complete_batches_below_the_threshold() {
+        assert_eq!(coverage(33, 37), 33.0 / 37.0);
+        assert_eq!(coverage(0, 0), 1.0, "an empty batch misses nothing");
+        assert!(is_low_coverage(Complete, 0.8, 0.9));
+        assert!(!is_low_coverage(Complete, 0.9, 0.9), "at the threshold is fine");
+        assert!(!is_low_coverage(Failed, 0.5, 0.9), "a failed batch has its own alert");
+        assert!(!is_low_coverage(Superseded, 0.5, 0.9));
+    }
 
     #[test]
     fn exactly_the_design_transitions_are_legal() {

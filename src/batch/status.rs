@@ -26,6 +26,8 @@ pub struct BatchStatus {
     pub ready_published: bool,
     pub superseded_by: Option<String>,
     pub failure_reason: Option<String>,
+    /// Done / expected when the batch was finalized (0-1); `None` before.
+    pub coverage: Option<f64>,
 }
 
 /// The JSON document `status --json` prints.
@@ -53,6 +55,7 @@ impl BatchStatus {
             ready_published: header.ready_message_id.is_some(),
             superseded_by: header.superseded_by,
             failure_reason: header.failure_reason,
+            coverage: header.coverage,
         }
     }
 }

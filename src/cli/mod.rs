@@ -1,6 +1,8 @@
 //! Command-line interface: clap definitions and one module per subcommand. Everything here is the
 //! binary's edge (anyhow errors, printing); the work itself lives in the library.
 
+mod audit;
+mod backfill;
 mod backtest;
 mod load;
 pub mod logging;
@@ -51,6 +53,10 @@ pub enum Command {
     Load(load::LoadArgs),
     /// Walk-forward backtest of the model over a range of game dates (Brier, log loss, hit rate, calibration).
     Backtest(backtest::BacktestArgs),
+    /// List the audit trail: one record per trigger the coordinator saw, with its outcome.
+    Audit(audit::AuditArgs),
+    /// Trigger every date of a range that has a slate, a bounded number at once; re-running resumes.
+    Backfill(backfill::BackfillArgs),
 }
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -66,7 +72,36 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => run::run(&cli.gcp, &cli.topics, args).await,
         Command::Load(args) => load::run(&cli.gcp, args).await,
         Command::Backtest(args) => backtest::run(args),
+        Command::Audit(args) => audit::run(&cli.gcp, args).await,
+        Command::Backfill(args) => backfill::run(&cli.gcp, &cli.topics, args).await,
     }
+}
+
+/// Exit codes of commands that wait for batches, so scripts can tell how a wait ended.
+pub mod exit {
+    pub const FAILED: u8 = 3;
+    pub const SUPERSEDED: u8 = 4;
+    pub const TIMED_OUT: u8 = 5;
+    pub const NOT_STARTED: u8 = 6;
+}
+
+/// An error that ends the process with its own exit code (any other error exits 1).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Exit {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Exit {
+    pub fn new(code: u8, message: String) -> Self {
+        Self { code, message }
+    }
+}
+
+/// The exit code for an error `dispatch` returned.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    error.downcast_ref::<Exit>().map_or(1, |exit| exit.code)
 }
 
 async fn connect_pubsub(gcp: &GcpSettings) -> anyhow::Result<PubSub> {

@@ -58,8 +58,25 @@ fn print(report: &StatusReport, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Polls the batch once a second; the bar counts terminal items (done + failed) of the expected.
 async fn watch(store: &BatchStore, batch_id: &str, timeout: Duration) -> anyhow::Result<()> {
+    let Some(last) = follow(store, batch_id, timeout, async || Ok(())).await? else {
+        bail!("batch {batch_id} not final after {}s", timeout.as_secs());
+    };
+    if last.state == BatchState::Failed {
+        bail!("batch {batch_id} FAILED: {}", last.failure_reason.as_deref().unwrap_or("no reason recorded"));
+    }
+    Ok(())
+}
+
+/// Polls the batch once a second with a live progress bar (terminal items of the expected) until it
+/// is final (returned) or `timeout` passed (`None`), then prints a one-line summary. While the batch does not exist,
+/// `while_absent` runs each poll; its error ends the wait (a trigger that will never create it).
+pub(super) async fn follow(
+    store: &BatchStore,
+    batch_id: &str,
+    timeout: Duration,
+    mut while_absent: impl AsyncFnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Option<BatchStatus>> {
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("{msg:<22} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
@@ -68,33 +85,49 @@ async fn watch(store: &BatchStore, batch_id: &str, timeout: Duration) -> anyhow:
     bar.set_message("waiting for the batch");
     let deadline = tokio::time::Instant::now() + timeout;
     let last = loop {
-        if let Some(status) = one(store, batch_id).await? {
-            bar.set_length(status.expected);
-            bar.set_position(status.done + status.failed);
-            bar.set_message(format!("{} ({} failed)", status.state, status.failed));
-            if status.state.is_final() {
-                break status;
+        match one(store, batch_id).await? {
+            Some(status) => {
+                bar.set_length(status.expected);
+                bar.set_position(status.done + status.failed);
+                bar.set_message(format!("{} ({} failed)", status.state, status.failed));
+                if status.state.is_final() {
+                    break status;
+                }
+            }
+            None => {
+                if let Err(error) = while_absent().await {
+                    bar.abandon();
+                    return Err(error);
+                }
             }
         }
         if tokio::time::Instant::now() >= deadline {
             bar.abandon();
-            bail!("batch {batch_id} not final after {}s", timeout.as_secs());
+            return Ok(None);
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     bar.finish();
     summarize(&last);
-    if last.state == BatchState::Failed {
-        bail!("batch {batch_id} FAILED: {}", last.failure_reason.as_deref().unwrap_or("no reason recorded"));
-    }
-    Ok(())
+    Ok(Some(last))
 }
 
 fn summarize(status: &BatchStatus) {
     println!(
-        "{} {}: {} done, {} failed of {} (generation {})",
-        status.batch_id, status.state, status.done, status.failed, status.expected, status.generation
+        "{} {}: {} done, {} failed of {} (generation {}, coverage {})",
+        status.batch_id,
+        status.state,
+        status.done,
+        status.failed,
+        status.expected,
+        status.generation,
+        percent(status.coverage)
     );
+}
+
+/// A fraction as a percentage with one decimal, `-` when unknown.
+pub(super) fn percent(fraction: Option<f64>) -> String {
+    fraction.map_or_else(|| "-".to_string(), |f| format!("{:.1}%", f * 100.0))
 }
 
 fn print_table(report: &StatusReport) {
@@ -103,13 +136,22 @@ fn print_table(report: &StatusReport) {
         return;
     }
     println!(
-        "{:<36} {:<10} {:>3} {:<11} {:>7} {:>7} {:>7} {:>7}  CREATED",
-        "BATCH", "DATE", "GEN", "STATE", "DONE", "FAILED", "PENDING", "TOTAL"
+        "{:<36} {:<10} {:>3} {:<11} {:>7} {:>7} {:>7} {:>7} {:>8}  CREATED",
+        "BATCH", "DATE", "GEN", "STATE", "DONE", "FAILED", "PENDING", "TOTAL", "COVERAGE"
     );
     for b in &report.batches {
         println!(
-            "{:<36} {:<10} {:>3} {:<11} {:>7} {:>7} {:>7} {:>7}  {}",
-            b.batch_id, b.game_date, b.generation, b.state, b.done, b.failed, b.pending, b.expected, b.created_at
+            "{:<36} {:<10} {:>3} {:<11} {:>7} {:>7} {:>7} {:>7} {:>8}  {}",
+            b.batch_id,
+            b.game_date,
+            b.generation,
+            b.state,
+            b.done,
+            b.failed,
+            b.pending,
+            b.expected,
+            percent(b.coverage),
+            b.created_at
         );
     }
 }

@@ -17,7 +17,7 @@ use super::store::{
 };
 use super::types::PlayerPrediction;
 use crate::batch::documents::BatchHeader;
-use crate::batch::domain::DomainError;
+use crate::batch::domain::{ConsolidationReport, DomainError};
 use crate::batch::store::{BatchStore, StoreError};
 use crate::gcp::firestore::document_id;
 
@@ -27,12 +27,15 @@ enum Write {
     Delete { id: String, precondition: FirestoreWritePrecondition },
 }
 
-/// What a consolidation changed.
+/// What a consolidation changed: this run's writes, and the date's state after it for the audit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ConsolidationSummary {
     pub written: usize,
     pub superseded: usize,
     pub skipped_newer: usize,
+    /// Predictions of this generation already current (an earlier run wrote them).
+    pub already_current: usize,
+    pub report: ConsolidationReport,
 }
 
 pub async fn consolidate(store: &BatchStore, batch: &BatchHeader) -> Result<ConsolidationSummary, DomainError> {
@@ -45,7 +48,35 @@ pub async fn consolidate(store: &BatchStore, batch: &BatchHeader) -> Result<Cons
     // documents and copies them again before replacing them.
     apply(db, &parent, history, AlreadyExists::Fine).await?;
     apply(db, &parent, replacements, AlreadyExists::Race).await?;
+    let mut summary = summary;
+    // Counted from what is stored, not from this run's writes: a re-run after a crash half way wrote
+    // only the rest, and the audit wants the whole swap.
+    summary.report = ConsolidationReport {
+        superseded: count_superseded_by(db, &parent, batch.generation).await.map_err(transient)?,
+        replacements: (summary.written + summary.already_current) as u64,
+    };
     Ok(summary)
+}
+
+/// History copies marked superseded by `generation` (one aggregation query, billed as one read).
+async fn count_superseded_by(db: &FirestoreDb, parent: &str, generation: u64) -> Result<u64, StoreError> {
+    #[derive(Debug, Default, serde::Deserialize)]
+    struct Count {
+        #[serde(default)]
+        count: u64,
+    }
+    let counts: Vec<Count> = db
+        .fluent()
+        .select()
+        .from(PREDICTION_HISTORY)
+        .parent(parent)
+        .filter(|q| q.for_all([q.field("superseded_by_generation").eq(generation)]))
+        .aggregate(|a| a.fields([a.field("count").count()]))
+        .obj()
+        .query()
+        .await
+        .map_err(firestore_error("counting superseded predictions"))?;
+    Ok(counts.into_iter().next().unwrap_or_default().count)
 }
 
 /// Current predictions of a date with the update time each was read at.
@@ -97,7 +128,10 @@ fn plan(
                 summary.skipped_newer += 1;
                 continue;
             }
-            Some((old, _)) if old.generation == batch.generation => continue, // written by an earlier run
+            Some((old, _)) if old.generation == batch.generation => {
+                summary.already_current += 1; // written by an earlier run
+                continue;
+            }
             Some((old, _)) => {
                 supersede(old, &player, &mut history);
                 summary.superseded += 1;

@@ -7,7 +7,7 @@ use super::consolidate::consolidate;
 use super::model::{ModelConfig, ModelError, predict};
 use super::store::{player_logs, slate_entry, slate_header, slate_players};
 use crate::batch::documents::BatchHeader;
-use crate::batch::domain::{BatchDomain, DomainError, ItemHandler, ItemOutcome};
+use crate::batch::domain::{BatchDomain, ConsolidationReport, DomainError, ItemHandler, ItemOutcome};
 use crate::batch::store::{BatchStore, StoreError};
 use crate::messages::{GameDate, RequestMessage};
 
@@ -45,16 +45,18 @@ impl BatchDomain for NbaDomain {
         slate_players(self.db(), &date).await.map_err(storage)
     }
 
-    async fn consolidate(&self, batch: &BatchHeader) -> Result<(), DomainError> {
+    async fn consolidate(&self, batch: &BatchHeader) -> Result<ConsolidationReport, DomainError> {
         let summary = consolidate(&self.store, batch).await?;
         tracing::info!(
             batch_id = batch.batch_id,
             written = summary.written,
             superseded = summary.superseded,
             skipped_newer = summary.skipped_newer,
+            superseded_total = summary.report.superseded,
+            replacements = summary.report.replacements,
             "predictions consolidated"
         );
-        Ok(())
+        Ok(summary.report)
     }
 }
 

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::store::{EXPORTS, ExportRecord, StoredPrediction, current_predictions, fingerprint, firestore_error};
 use super::types::PlayerPrediction;
-use crate::batch::store::StoreError;
+use crate::batch::store::{BatchStore, StoreError};
 use crate::consumer::{Delivery, MessageHandler, Outcome};
 use crate::messages::ReadyMessage;
 
@@ -28,6 +28,15 @@ pub struct ExportFile {
     pub game_date: String,
     pub batch_id: String,
     pub generation: u64,
+    /// Players on the slate (the batch's expected items); `None` when the batch record is gone.
+    #[serde(default)]
+    pub slate_players: Option<u64>,
+    /// Players predicted (the batch's done items).
+    #[serde(default)]
+    pub predicted_players: Option<u64>,
+    /// `predicted_players / slate_players`, as recorded on the batch when it was finalized.
+    #[serde(default)]
+    pub coverage: Option<f64>,
     /// Players sorted by `player_lookup`.
     pub players: Vec<PlayerPrediction>,
     pub attribution: String,
@@ -86,11 +95,16 @@ impl Exporter {
             .map(|p| p.prediction)
             .collect();
         players.sort_by(|a, b| a.player_lookup.cmp(&b.player_lookup));
+        // Coverage comes from the batch, where finalization recorded it once; re-exports read the same.
+        let batch = BatchStore::new(self.db.clone()).header(&ready.batch_id).await?;
         let file = ExportFile {
             schema_version: EXPORT_SCHEMA_VERSION,
             game_date: date.clone(),
             batch_id: ready.batch_id.clone(),
             generation: ready.generation,
+            slate_players: batch.as_ref().map(|b| b.expected_count),
+            predicted_players: batch.as_ref().and_then(|b| b.done_count),
+            coverage: batch.as_ref().and_then(|b| b.coverage),
             players,
             attribution: ATTRIBUTION.to_string(),
         };
@@ -104,6 +118,7 @@ impl Exporter {
             location: path.display().to_string(),
             checksum: fingerprint(&bytes),
             players: file.players.len() as u64,
+            coverage: file.coverage,
         };
         match self.advance_record(&record).await? {
             RecordAdvance::Newer(exported_generation) => {
@@ -258,6 +273,9 @@ mod tests {
             game_date: "2024-04-22".into(),
             batch_id: "b".into(),
             generation: 7,
+            slate_players: None,
+            predicted_players: None,
+            coverage: None,
             players: vec![],
             attribution: String::new(),
         };

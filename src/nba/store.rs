@@ -71,6 +71,9 @@ pub struct ExportRecord {
     /// SHA-like FNV-1a-64 hex checksum of the exported file's bytes.
     pub checksum: String,
     pub players: u64,
+    /// The batch's coverage (predicted players / slate players), as in the file.
+    #[serde(default)]
+    pub coverage: Option<f64>,
 }
 
 /// FNV-1a 64 as hex: a cheap content fingerprint (not a security checksum).

@@ -7,6 +7,7 @@
 
 pub mod fleet;
 pub mod harness;
+pub mod nba;
 pub mod ops;
 pub mod test_domain;
 

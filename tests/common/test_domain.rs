@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use firestore::FirestoreDb;
 use futures::FutureExt;
 use props_pipeline::batch::documents::BatchHeader;
-use props_pipeline::batch::domain::{BatchDomain, DomainError, ItemHandler, ItemOutcome};
+use props_pipeline::batch::domain::{BatchDomain, ConsolidationReport, DomainError, ItemHandler, ItemOutcome};
 use props_pipeline::batch::store::BatchStore;
 use props_pipeline::messages::{GameDate, RequestMessage};
 use serde::{Deserialize, Serialize};
@@ -67,7 +67,7 @@ impl BatchDomain for TestDomain {
         Ok(self.items.lock().unwrap().get(&game_date).cloned().unwrap_or_default())
     }
 
-    async fn consolidate(&self, batch: &BatchHeader) -> Result<(), DomainError> {
+    async fn consolidate(&self, batch: &BatchHeader) -> Result<ConsolidationReport, DomainError> {
         let batch_id = batch.batch_id.clone();
         self.db()
             .run_transaction(|db, tx| {
@@ -95,6 +95,7 @@ impl BatchDomain for TestDomain {
             return Err(DomainError::Transient("consolidation storage unavailable (test)".into()));
         }
         let staged: Vec<(String, Staged)> = self.store.staged_results(&batch.batch_id).await.map_err(transient)?;
+        let mut report = ConsolidationReport { superseded: 0, replacements: staged.len() as u64 };
         for (item, result) in staged {
             let prediction = Prediction {
                 game_date: batch.game_date.clone(),
@@ -116,7 +117,11 @@ impl BatchDomain for TestDomain {
         }
         // The swap: only now are older generations marked superseded.
         for mut older in predictions(self.db(), &batch.game_date).await.map_err(transient)? {
+            if older.superseded_by == Some(batch.generation) {
+                report.superseded += 1; // by an earlier run of this consolidation
+            }
             if older.generation < batch.generation && older.superseded_by.is_none() {
+                report.superseded += 1;
                 older.superseded_by = Some(batch.generation);
                 self.db()
                     .fluent()
@@ -129,7 +134,7 @@ impl BatchDomain for TestDomain {
                     .map_err(transient)?;
             }
         }
-        Ok(())
+        Ok(report)
     }
 }
 

@@ -6,6 +6,7 @@ use firestore::{FirestoreDb, FirestoreInstant, FirestoreWritePrecondition};
 use futures::FutureExt;
 
 use super::{BatchStore, CountedTransaction, StoreError, firestore_error};
+use crate::batch::audit::{AuditOutcome, AuditRecord, read_record, write_record};
 use crate::batch::documents::{
     BATCHES, BatchHeader, COUNTERS, CounterShard, GAME_DATES, GameDatePointer, ITEMS, ItemMarker, batch_id_for,
 };
@@ -39,11 +40,17 @@ pub enum BeginOutcome {
     Resumed(BatchHeader),
     /// `start` while a batch for the date is still active, without `metadata.force`: nothing done.
     ActiveBatchExists(BatchHeader),
+    /// The date's current batch was created for this trigger's correlation id: this trigger repeats
+    /// one operator action (a republished backfill trigger, say), so nothing is done.
+    Duplicate(BatchHeader),
+    /// This message was decided before without a batch (a no-op or a rejection): the same decision.
+    AlreadyDecided(AuditRecord),
 }
 
 impl BatchStore {
     /// In one transaction on `game_dates/{date}`: find the trigger's batch, or decide to create one
-    /// (superseding an active older batch when regenerating or forced), and move the fencing pointer.
+    /// (superseding an active older batch when regenerating or forced), move the fencing pointer, and
+    /// record the decision in the trigger's audit record (`audit/{message id}`), all or nothing.
     pub async fn begin_batch(&self, spec: &NewBatch) -> Result<BeginOutcome, StoreError> {
         let game_date = spec.trigger.game_date.to_string();
         let batch_id = batch_id_for(&game_date, &spec.trigger_message_id);
@@ -53,8 +60,18 @@ impl BatchStore {
                 let (game_date, batch_id, parent, spec) =
                     (game_date.clone(), batch_id.clone(), parent.clone(), spec.clone());
                 async move {
+                    let now = FirestoreInstant::now();
+                    let message_id = &spec.trigger_message_id;
+                    let recorded = read_record(&db, message_id).await?;
                     if let Some(existing) = read_header(&db, &batch_id).await? {
+                        if recorded.is_none() {
+                            let record = AuditRecord::decided(&spec, AuditOutcome::Resumed, now).with_batch(&existing);
+                            write_record(&db, tx, &record)?;
+                        }
                         return Ok(BeginOutcome::Resumed(existing));
+                    }
+                    if let Some(record) = recorded {
+                        return Ok(BeginOutcome::AlreadyDecided(record));
                     }
                     let pointer: Option<GameDatePointer> =
                         db.fluent().select().by_id_in(GAME_DATES).obj().one(&game_date).await?;
@@ -63,16 +80,34 @@ impl BatchStore {
                         "" => None,
                         id => read_header(&db, id).await?,
                     };
-                    let active = current.filter(|c| !c.state.is_final());
+                    let no_op = |current: &BatchHeader, detail: String| {
+                        let mut record = AuditRecord::decided(&spec, AuditOutcome::NoOp, now);
+                        record.active_batch_id = Some(current.batch_id.clone());
+                        record.detail = Some(detail);
+                        record
+                    };
+                    if let Some(current) = &current
+                        && current.correlation_id == spec.correlation_id
+                    {
+                        let detail = format!(
+                            "repeats correlation id {} of batch {} ({})",
+                            spec.correlation_id, current.batch_id, current.state
+                        );
+                        write_record(&db, tx, &no_op(current, detail))?;
+                        return Ok(BeginOutcome::Duplicate(current.clone()));
+                    }
+                    let active = current.as_ref().filter(|c| !c.state.is_final()).cloned();
                     let replaces_active =
                         spec.trigger.mode == TriggerMode::RegenerateWithSupersede || spec.trigger.force();
                     if let Some(active) = &active
                         && !replaces_active
                     {
+                        let detail =
+                            format!("batch {} is {}; set metadata.force to override", active.batch_id, active.state);
+                        write_record(&db, tx, &no_op(active, detail))?;
                         return Ok(BeginOutcome::ActiveBatchExists(active.clone()));
                     }
 
-                    let now = FirestoreInstant::now();
                     let header = new_header(&spec, &batch_id, &game_date, pointer.current_generation + 1, now);
                     db.fluent()
                         .update()
@@ -114,6 +149,11 @@ impl BatchStore {
                         }
                         _ => None,
                     };
+                    let outcome = if current.is_some() { AuditOutcome::Superseding } else { AuditOutcome::Started };
+                    let mut record = AuditRecord::decided(&spec, outcome, now).with_batch(&header);
+                    record.supersedes_batch_id = current.as_ref().map(|c| c.batch_id.clone());
+                    record.supersedes_batch_state = current.as_ref().map(|c| c.state);
+                    write_record(&db, tx, &record)?;
                     Ok(BeginOutcome::Created { header, superseded })
                 }
                 .boxed()
@@ -215,6 +255,7 @@ fn new_header(spec: &NewBatch, batch_id: &str, game_date: &str, generation: u64,
         done_count: None,
         failed_count: None,
         predictions_count: None,
+        coverage: None,
         failure_reason: None,
         superseded_by: None,
         ready_message_id: None,

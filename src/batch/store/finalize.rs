@@ -9,7 +9,7 @@ use futures::FutureExt;
 use super::begin::read_header;
 use super::{BatchStore, CountedTransaction, StoreError, Totals, firestore_error};
 use crate::batch::documents::{BATCHES, BatchHeader, GAME_DATES, GameDatePointer};
-use crate::batch::state::{BatchState, ClaimDecision, FinalizeClaim, decide_claim, outcome};
+use crate::batch::state::{BatchState, ClaimDecision, FinalizeClaim, coverage, decide_claim, outcome};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimOutcome {
@@ -114,6 +114,7 @@ impl BatchStore {
                     header.done_count = Some(totals.done);
                     header.failed_count = Some(totals.failed);
                     header.predictions_count = Some(totals.predictions);
+                    header.coverage = Some(coverage(totals.done, header.expected_count));
                     write_header(&db, tx, &mut header)?;
                     Ok(Some(FinishOutcome::Finished(header)))
                 }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::begin::read_header;
 use super::finalize::write_header;
-use super::{BatchStore, StoreError, firestore_error};
+use super::{BatchStore, CountedTransaction, StoreError, firestore_error};
 use crate::batch::documents::{BATCHES, BatchHeader, COUNTERS, ITEMS, RESULTS};
 use crate::batch::state::BatchState;
 use crate::batch::sweep_policy::{RedriveDecision, RedriveRequest, decide_redrive, idle_for, last_activity};
@@ -104,7 +104,7 @@ impl BatchStore {
     ) -> Result<(RedriveDecision, BatchHeader), StoreError> {
         let outcome = self
             .db
-            .run_transaction(|db, tx| {
+            .counted_transaction("claim_redrive", |db, tx| {
                 let batch_id = batch_id.to_string();
                 async move {
                     let Some(mut header) = read_header(&db, &batch_id).await? else {

@@ -1,0 +1,105 @@
+//! NBA-domain harness: the real game logs loaded for a few dates, and every role (coordinator, worker,
+//! exporter) run in this process with a worker of the test's choosing.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use props_pipeline::batch::documents::BatchHeader;
+use props_pipeline::batch::domain::ItemHandler;
+use props_pipeline::batch::engine::BatchEngine;
+use props_pipeline::batch::settings::EngineSettings;
+use props_pipeline::batch::store::BatchStore;
+use props_pipeline::config::ConsumerSettings;
+use props_pipeline::nba::data::load_logs;
+use props_pipeline::nba::domain::NbaDomain;
+use props_pipeline::nba::export::{ExportRole, Exporter};
+use props_pipeline::nba::load::load;
+use props_pipeline::runner::{Role, Roles};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{TestEnv, fast_retry_policy};
+
+pub fn data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nba")
+}
+
+pub async fn wait_for<T>(what: &str, within: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what} did not happen within {within:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+pub async fn final_header(store: &BatchStore, batch_id: &str) -> BatchHeader {
+    wait_for("the batch to finish", Duration::from_secs(120), async || {
+        store.header(batch_id).await.unwrap().filter(|h| h.state.is_final())
+    })
+    .await
+}
+
+/// A project on the emulators with every player's logs and the slates of `dates` loaded.
+pub struct NbaEnv {
+    pub env: TestEnv,
+    pub db: firestore::FirestoreDb,
+    pub store: BatchStore,
+    pub export_dir: PathBuf,
+    shutdown: CancellationToken,
+    running: Option<JoinHandle<()>>,
+}
+
+impl NbaEnv {
+    pub async fn new(tag: &str, dates: &[&str]) -> Self {
+        let env = TestEnv::new(tag).await;
+        env.setup(&fast_retry_policy(10)).await;
+        let db = env.firestore().await;
+        let logs = load_logs(&data_dir(), false, &mut |_| {}).expect("the real game logs load").logs;
+        let dates: Vec<_> = dates.iter().map(|d| d.parse().unwrap()).collect();
+        load(&db, &logs, &dates, &mut |_| {}).await.expect("load into Firestore");
+        let export_dir = std::env::temp_dir().join(format!("props-{tag}-{}", rand::random::<u32>()));
+        let store = BatchStore::new(db.clone());
+        Self { env, db, store, export_dir, shutdown: CancellationToken::new(), running: None }
+    }
+
+    /// Runs coordinator, `worker` and exporter until [`NbaEnv::stop`].
+    pub fn run_roles<H: ItemHandler>(&mut self, worker: H, settings: EngineSettings) {
+        let engine = BatchEngine::new(
+            self.store.clone(),
+            self.env.pubsub.clone(),
+            self.env.topics.clone(),
+            Arc::new(NbaDomain::new(self.store.clone())),
+            settings,
+        );
+        let roles = Roles {
+            pubsub: self.env.pubsub.clone(),
+            topology: self.env.topology.clone(),
+            consumer: ConsumerSettings { concurrency: 8, shutdown_grace_secs: 5, ..Default::default() },
+            engine: Arc::new(engine),
+            item_handler: Arc::new(worker),
+            exporter: Arc::new(ExportRole(Exporter::new(self.db.clone(), self.export_dir.clone()))),
+            completion_topic: self.env.topics.completion_topic.clone(),
+            sweep: Default::default(),
+        };
+        let shutdown = self.shutdown.clone();
+        self.running = Some(tokio::spawn(async move {
+            roles.run(&Role::ALL, shutdown).await.expect("roles run");
+        }));
+    }
+
+    pub fn export_path(&self, date: &str) -> PathBuf {
+        self.export_dir.join(format!("{date}.json"))
+    }
+
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(running) = self.running.take() {
+            running.await.expect("roles task");
+        }
+        std::fs::remove_dir_all(&self.export_dir).ok();
+    }
+}
