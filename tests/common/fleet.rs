@@ -8,6 +8,7 @@ use std::process::ExitStatus;
 use std::time::Duration;
 
 use rand::Rng;
+use rand::seq::SliceRandom;
 use tokio::process::{Child, Command};
 
 use super::TestEnv;
@@ -24,6 +25,8 @@ pub struct Fleet {
     env: Vec<(String, String)>,
     dir: PathBuf,
     members: Vec<Member>,
+    /// Who dies next in this round (popped from the back).
+    order: Vec<usize>,
 }
 
 impl Fleet {
@@ -48,7 +51,7 @@ impl Fleet {
         }
         vars.push(("PROPS_EXPORT_DIR".into(), dir.join("exports").display().to_string()));
         println!("fleet: logs and exports in {}", dir.display());
-        Self { env: vars, dir, members: Vec::new() }
+        Self { env: vars, dir, members: Vec::new(), order: Vec::new() }
     }
 
     pub fn add(&mut self, name: &str, args: &[&str]) {
@@ -88,9 +91,14 @@ impl Fleet {
         member.child = Some(child);
     }
 
-    /// SIGKILLs a random member and returns its index (to restart).
-    pub async fn kill_random(&mut self, rng: &mut impl Rng) -> usize {
-        let index = rng.random_range(0..self.members.len());
+    /// SIGKILLs the next member of a random order that is reshuffled once everyone was killed (so every
+    /// member dies once per round), and returns its index (to restart).
+    pub async fn kill_next(&mut self, rng: &mut impl Rng) -> usize {
+        if self.order.is_empty() {
+            self.order = (0..self.members.len()).collect();
+            self.order.shuffle(rng);
+        }
+        let index = self.order.pop().unwrap_or(0);
         let member = &mut self.members[index];
         if let Some(mut child) = member.child.take() {
             child.start_kill().expect("SIGKILL");
@@ -98,6 +106,11 @@ impl Fleet {
             member.kills += 1;
         }
         index
+    }
+
+    /// Removes the logs and exports (after a passing run; a failing one keeps them to read).
+    pub fn remove_files(&self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 
     pub fn kills(&self) -> u32 {

@@ -1,0 +1,246 @@
+//! Chaos: the real binary in separate processes — two coordinators (with the dead-letter and sweeper
+//! roles), two workers and an exporter — on a batch of 320 real players, while one process at a time is
+//! SIGKILLed and restarted every few seconds, completions are duplicated, malformed messages are
+//! injected on every topic and the date is regenerated mid-run. Then every process gets SIGTERM.
+//!
+//! What must hold at the end: every item of the final generation is terminal and its predictions are
+//! exactly the current ones; each generation finished at most once (exactly once for the COMPLETE ones)
+//! and was exported at most once; the export is the latest generation; every malformed message is in
+//! `dead_letters` with its reason; every process exits 0 on SIGTERM; no process panicked.
+//!
+//! `make chaos SEED=7 DURATION=300` runs it longer (env `CHAOS_SEED`, `CHAOS_DURATION_SECS`); CI runs
+//! the default (a random seed, printed, and 40 s of chaos).
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::TestEnv;
+use common::fleet::{Fleet, log_lines, raw_log_mentions};
+use google_cloud_pubsub::model::Message;
+use props_pipeline::batch::documents::{BatchHeader, ItemStatus, batch_id_for};
+use props_pipeline::batch::state::BatchState;
+use props_pipeline::batch::store::BatchStore;
+use props_pipeline::config::SubscriptionPolicy;
+use props_pipeline::messages::{TriggerMessage, TriggerMode};
+use props_pipeline::nba::data::{load_logs, roster_slate};
+use props_pipeline::nba::export::ExportFile;
+use props_pipeline::nba::load::{load, load_slate};
+use props_pipeline::nba::store::current_predictions;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// A date after the last game in the data: the slate is a fixture of real players (see `roster_slate`).
+const DATE: &str = "2025-10-21";
+const PLAYERS: usize = 320;
+
+fn data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nba")
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+async fn wait_for<T>(what: &str, within: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what} did not happen within {within:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+const MALFORMED: [&str; 4] = ["not json at all", "{}", r#"{"batch_id": 7}"#, "[1, 2, 3]"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kills_duplicates_malformed_messages_and_a_regeneration_lose_nothing() {
+    let seed: u64 = env_or("CHAOS_SEED", rand::random::<u32>() as u64);
+    let duration = Duration::from_secs(env_or("CHAOS_DURATION_SECS", 40));
+    println!(
+        "chaos: seed {seed}, {}s of chaos (rerun: make chaos SEED={seed} DURATION={})",
+        duration.as_secs(),
+        duration.as_secs()
+    );
+    let mut rng = StdRng::seed_from_u64(seed);
+
+    let env = TestEnv::new("chaos").await;
+    // Short ack deadline and backoff, so a killed process's messages come back quickly.
+    let policy = SubscriptionPolicy {
+        ack_deadline_secs: 10,
+        max_delivery_attempts: 10,
+        min_backoff_secs: 1,
+        max_backoff_secs: 5,
+    };
+    env.setup(&policy).await;
+    env.clear_retry_policies().await;
+    let tap = env.create_subscription("chaos-completions-tap", &env.topics.completion_topic).await;
+    let db = env.firestore().await;
+    let store = BatchStore::new(db.clone());
+    let logs = load_logs(&data_dir(), false, &mut |_| {}).expect("the real game logs load").logs;
+    load(&db, &logs, &[], &mut |_| {}).await.expect("load player logs");
+    let date = DATE.parse().expect("valid date");
+    let slate = roster_slate(&logs, date, 10, PLAYERS);
+    assert_eq!(slate.len(), PLAYERS, "the data has {PLAYERS} players with 10+ games");
+    load_slate(&db, &logs, date, slate).await.expect("load the fixture slate");
+
+    let mut fleet = Fleet::new(&env, seed);
+    fleet.add("coordinator-a", &["run", "coordinator", "dead-letter", "sweeper"]);
+    fleet.add("coordinator-b", &["run", "coordinator", "dead-letter", "sweeper"]);
+    fleet.add("worker-a", &["run", "worker"]);
+    fleet.add("worker-b", &["run", "worker"]);
+    fleet.add("exporter", &["run", "exporter"]);
+    fleet.start_all();
+
+    let publish_trigger = async |mode: TriggerMode| {
+        let trigger = TriggerMessage::new(DATE, mode, "chaos".into(), None, String::new()).unwrap();
+        let id = env.publish(&env.topics.trigger_topic, trigger.to_json(), &[]).await;
+        batch_id_for(DATE, &id)
+    };
+    let first = publish_trigger(TriggerMode::Start).await;
+    let regenerate_at = duration.mul_f64(rng.random_range(0.3..0.7));
+    let mut second = None;
+    let mut malformed: Vec<(String, String)> = Vec::new();
+    let mut duplicated = 0;
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < duration {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(2000..5000))).await;
+        let victim = fleet.kill_next(&mut rng).await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(200..1500))).await;
+        fleet.restart(victim);
+
+        let topic = match rng.random_range(0..4) {
+            0 => &env.topics.trigger_topic,
+            1 => &env.topics.request_topic,
+            2 => &env.topics.completion_topic,
+            _ => &env.topics.ready_topic,
+        };
+        let body = MALFORMED[rng.random_range(0..MALFORMED.len())];
+        malformed.push((topic.clone(), env.publish(topic, body, &[]).await));
+
+        // Bounded: a tap that hangs must not stop the chaos (it only feeds duplicates).
+        let copies = tokio::time::timeout(
+            Duration::from_secs(5),
+            env.pull(&tap, rng.random_range(5..30), Duration::from_millis(500)),
+        )
+        .await
+        .unwrap_or_default();
+        for copy in copies {
+            let message = Message::new().set_data(copy.data.clone()).set_attributes(copy.attributes.clone());
+            env.pubsub.publish(&env.topics.completion_topic, message).await.expect("republish a completion");
+            duplicated += 1;
+        }
+        if second.is_none() && started.elapsed() >= regenerate_at {
+            second = Some(publish_trigger(TriggerMode::RegenerateWithSupersede).await);
+        }
+    }
+    assert!(fleet.kills() >= 5, "every process was killed at least once: {:?}", fleet.kills_by_process());
+    let second = match second {
+        Some(id) => id,
+        None => publish_trigger(TriggerMode::RegenerateWithSupersede).await,
+    };
+    println!(
+        "chaos: {} kills ({:?}), {duplicated} duplicated completions, {} malformed messages",
+        fleet.kills(),
+        fleet.kills_by_process(),
+        malformed.len()
+    );
+
+    // Convergence: the regeneration completes, is announced and exported.
+    let last: BatchHeader =
+        wait_for("the regeneration to complete and be announced", Duration::from_secs(300), async || {
+            store
+                .header(&second)
+                .await
+                .unwrap()
+                .filter(|h| h.state.is_final() && (h.state != BatchState::Complete || h.ready_message_id.is_some()))
+        })
+        .await;
+    assert_eq!(last.state, BatchState::Complete, "{last:?}");
+    let export_path = fleet.export_dir().join(format!("{DATE}.json"));
+    let export: ExportFile = wait_for("the export of the latest generation", Duration::from_secs(120), async || {
+        let file: ExportFile = serde_json::from_slice(&std::fs::read(&export_path).ok()?).ok()?;
+        (file.generation == last.generation).then_some(file)
+    })
+    .await;
+    let dead_ids: HashSet<String> = {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let records = store.dead_letters(1000).await.unwrap();
+            let ids: HashSet<String> =
+                records.iter().filter(|r| !r.reason.is_empty()).map(|r| r.original_message_id.clone()).collect();
+            let missing: Vec<_> = malformed.iter().filter(|(_, id)| !ids.contains(id)).collect();
+            if missing.is_empty() {
+                break ids;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "malformed messages not in dead_letters after 120 s (topic, message id): {missing:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
+
+    // Graceful shutdown everywhere.
+    for (name, status) in fleet.terminate_all().await {
+        assert!(status.is_some_and(|s| s.success()), "{name} must exit 0 on SIGTERM, got {status:?}");
+    }
+
+    // Every item of the final generation is terminal, and the predictions are exactly the current ones.
+    assert!(store.items_in(&second, ItemStatus::Pending).await.unwrap().is_empty(), "no pending item");
+    let done = store.items_in(&second, ItemStatus::Done).await.unwrap();
+    let failed = store.items_in(&second, ItemStatus::Failed).await.unwrap();
+    assert_eq!((done.len() + failed.len()) as u64, last.expected_count);
+    assert_eq!(last.expected_count, PLAYERS as u64);
+    assert_eq!(last.done_count, Some(done.len() as u64));
+    let current = current_predictions(&db, DATE).await.unwrap();
+    assert_eq!(current.len(), done.len(), "one current prediction per done item");
+    assert!(current.iter().all(|p| p.generation == last.generation && p.batch_id == second));
+    let props: usize = current.iter().map(|p| p.prediction.props.len()).sum();
+    assert_eq!(Some(props as u64), last.predictions_count, "predictions count is exact");
+    assert_eq!(export.players.len(), done.len(), "the export holds every current prediction");
+
+    // Each generation finished at most once, and exactly once when COMPLETE; exported at most once.
+    let lines = log_lines(&fleet.log_dir());
+    let finished =
+        |batch: &str| lines.iter().filter(|l| l["message"] == "batch complete" && l["batch_id"] == batch).count();
+    let exported = |batch: &str| lines.iter().filter(|l| l["message"] == "exported" && l["batch_id"] == batch).count();
+    let first_header = store.header(&first).await.unwrap().expect("first batch");
+    let mut checks: BTreeMap<&str, String> = BTreeMap::new();
+    match first_header.state {
+        BatchState::Complete => assert_eq!(finished(&first), 1, "generation 1 completed once"),
+        BatchState::Superseded => assert_eq!(finished(&first), 0, "a superseded generation never completes"),
+        other => panic!("generation 1 ended {other}"),
+    }
+    checks.insert(
+        "generation 1",
+        format!("{} (finished {}x, exported {}x)", first_header.state, finished(&first), exported(&first)),
+    );
+    assert!(exported(&first) <= 1, "generation 1 exported at most once");
+    assert_eq!(finished(&second), 1, "generation 2 completed exactly once");
+    assert_eq!(exported(&second), 1, "generation 2 exported exactly once");
+    checks.insert(
+        "generation 2",
+        format!(
+            "COMPLETE, {} done, {} failed, {props} predictions, redriven {}x",
+            done.len(),
+            failed.len(),
+            last.redrive_count
+        ),
+    );
+    assert!(malformed.iter().all(|(_, id)| dead_ids.contains(id)));
+    checks.insert("dead letters", format!("all {} malformed messages recorded with a reason", malformed.len()));
+    let panics: Vec<_> = lines.iter().filter(|l| l.to_string().contains("panicked")).collect();
+    assert!(panics.is_empty(), "no process panicked: {panics:?}");
+    let raw_panics = raw_log_mentions(&fleet.log_dir(), "panicked");
+    assert_eq!(raw_panics, 0, "no panic in any process output");
+    checks.insert("processes", format!("{} kills, all exited 0 on SIGTERM, no panic", fleet.kills()));
+    for (what, result) in checks {
+        println!("chaos check: {what}: {result}");
+    }
+    fleet.remove_files();
+}
