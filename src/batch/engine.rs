@@ -306,6 +306,7 @@ impl<D: BatchDomain> BatchEngine<D> {
             }
             ClaimDecision::Claim | ClaimDecision::AlreadyMine => {}
         }
+        let claimed_at = std::time::Instant::now();
         let header = claim.header;
         // Consolidate only a batch that will complete: `finish` itself applies the failure policy
         // and supersedes a batch whose date pointer moved on.
@@ -329,15 +330,20 @@ impl<D: BatchDomain> BatchEngine<D> {
                 self.alert_if_low_coverage(&finished);
                 self.announce(&finished).await?;
             }
-            BatchState::Failed => tracing::error!(
-                marker = ALERT_BATCH_FAILED,
-                batch_id,
-                game_date = finished.game_date,
-                reason = finished.failure_reason.as_deref().unwrap_or_default(),
-                "{ALERT_BATCH_FAILED}: batch failed and was not consolidated"
-            ),
+            BatchState::Failed => {
+                metrics::counter!("props_alerts_total", "alert" => "batch_failed").increment(1);
+                tracing::error!(
+                    marker = ALERT_BATCH_FAILED,
+                    batch_id,
+                    game_date = finished.game_date,
+                    reason = finished.failure_reason.as_deref().unwrap_or_default(),
+                    "{ALERT_BATCH_FAILED}: batch failed and was not consolidated"
+                )
+            }
             state => tracing::info!(batch_id, %state, "batch finished"),
         }
+        // Claim to final state (and ready event published, for a COMPLETE batch).
+        metrics::histogram!("props_finalize_seconds").record(claimed_at.elapsed().as_secs_f64());
         Ok(FinalizeReport::Finalized(finished.state))
     }
 

@@ -33,6 +33,8 @@ pub const FINALIZE_SECONDS: &str = "props_finalize_seconds";
 pub const REDRIVES_TOTAL: &str = "props_redrives_total";
 /// Alerts raised, by `alert`.
 pub const ALERTS_TOTAL: &str = "props_alerts_total";
+/// Dead letters the dead-letter role recorded in `dead_letters`, by `channel` (emitted by that role).
+pub const DEAD_LETTERS_RECORDED_TOTAL: &str = "props_dead_letters_recorded_total";
 
 /// Values of the `outcome` label of [`MESSAGES_TOTAL`].
 pub mod outcome {
@@ -92,14 +94,15 @@ fn describe() {
         "Transaction closures re-run after ABORTED (contention), by operation."
     );
     describe_gauge!(BATCHES, "Batches by state.");
-    describe_gauge!(STUCK_BATCHES, "RUNNING batches with no progress past the alert threshold.");
+    describe_gauge!(STUCK_BATCHES, "Unsettled batches the last sweep reported stuck (no progress past the threshold).");
     describe_histogram!(
         FINALIZE_SECONDS,
         Unit::Seconds,
-        "Time from claiming a batch's finalization to its final state."
+        "Time from claiming a batch's finalization to its final state (ready event published, for COMPLETE)."
     );
-    describe_counter!(REDRIVES_TOTAL, "Pending items re-published by the sweeper.");
+    describe_counter!(REDRIVES_TOTAL, "Redrives that re-published a batch's pending requests (sweeper or operator).");
     describe_counter!(ALERTS_TOTAL, "Alerts raised, by alert.");
+    describe_counter!(DEAD_LETTERS_RECORDED_TOTAL, "Dead letters recorded in the dead_letters collection, by channel.");
 }
 
 /// The metric handles of one consumer, registered once per subscription instead of per message.
