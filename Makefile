@@ -7,7 +7,7 @@ STATE := .emulators/env
 # Integration tests share two emulators but each uses its own project id, so they may run in parallel.
 CARGO_TEST_FLAGS ?=
 
-.PHONY: build release demo emulators emulators-stop emulators-status lint fmt test test-unit clean
+.PHONY: build release demo emulators emulators-stop emulators-status lint fmt test test-unit chaos k8s-check image clean
 
 build:
 	cargo build --all-targets
@@ -49,6 +49,26 @@ test:
 	status=0; cargo build --examples && cargo test --no-fail-fast $(CARGO_TEST_FLAGS) || status=$$?; \
 	if [ $$started = 1 ]; then $(EMULATORS) stop; fi; \
 	exit $$status
+
+# The chaos test alone, longer: SIGKILLs and restarts real processes while a 320-player batch and a
+# regeneration run; prints what it did and what it checked. `make chaos SEED=7 DURATION=300`.
+SEED ?=
+DURATION ?= 120
+chaos:
+	@started=0; \
+	if ! $(EMULATORS) status >/dev/null 2>&1; then $(EMULATORS) start; started=1; fi; \
+	set -a; . $(STATE); set +a; \
+	status=0; CHAOS_SEED=$(SEED) CHAOS_DURATION_SECS=$(DURATION) cargo test --test chaos -- --nocapture || status=$$?; \
+	if [ $$started = 1 ]; then $(EMULATORS) stop; fi; \
+	exit $$status
+
+IMAGE ?= props-pipeline:dev
+# Offline checks of k8s/ and the Dockerfile (kubectl kustomize, Kubernetes schemas, checkov); no cluster needed.
+k8s-check:
+	scripts/check_k8s.sh
+
+image:
+	docker build -t $(IMAGE) .
 
 clean:
 	-$(EMULATORS) stop

@@ -41,7 +41,7 @@ echo "==> load the real game logs and the $DEMO_DATE slate"
 "$BIN" load --game-date "$DEMO_DATE"
 
 echo "==> run all roles (logs: $OUT/run.log)"
-"$BIN" run all --export-dir "$OUT/exports" >"$OUT/run.log" 2>&1 &
+PROPS_HTTP_ADDR="${PROPS_HTTP_ADDR:-127.0.0.1:0}" "$BIN" run all --export-dir "$OUT/exports" >"$OUT/run.log" 2>&1 &
 run_pid=$!
 
 echo "==> trigger $DEMO_DATE"
