@@ -126,9 +126,7 @@ impl<D: BatchDomain, H: ItemHandler, X: MessageHandler> Roles<D, H, X> {
                     self.spawn(&mut consumers, ChannelKind::Ready, Arc::clone(&self.exporter), &shutdown, readiness);
                 }
                 Role::DeadLetter => {
-                    for kind in
-                        [ChannelKind::Trigger, ChannelKind::Request, ChannelKind::Completion, ChannelKind::Ready]
-                    {
+                    for kind in ChannelKind::ALL {
                         let role = DeadLetterRole { engine: Arc::clone(&self.engine), channel: kind };
                         // A dead-letter subscription has no dead-letter topic of its own: the runtime
                         // logs a reject there at ERROR and acks it, so nothing loops.

@@ -16,6 +16,8 @@ pub enum ChannelKind {
 }
 
 impl ChannelKind {
+    pub const ALL: [ChannelKind; 4] = [Self::Trigger, Self::Request, Self::Completion, Self::Ready];
+
     /// The role that consumes this channel, used as the subscription suffix.
     fn consumer_role(self) -> &'static str {
         match self {

@@ -14,11 +14,11 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::TestEnv;
 use common::fleet::{Fleet, log_lines, raw_log_mentions};
+use common::nba::{data_dir, exported, wait_for};
 use google_cloud_pubsub::model::Message;
 use props_pipeline::batch::documents::{BatchHeader, ItemStatus, batch_id_for};
 use props_pipeline::batch::state::BatchState;
@@ -26,7 +26,6 @@ use props_pipeline::batch::store::BatchStore;
 use props_pipeline::config::SubscriptionPolicy;
 use props_pipeline::messages::{TriggerMessage, TriggerMode};
 use props_pipeline::nba::data::{load_logs, roster_slate};
-use props_pipeline::nba::export::ExportFile;
 use props_pipeline::nba::load::{load, load_slate};
 use props_pipeline::nba::store::current_predictions;
 use rand::rngs::StdRng;
@@ -36,23 +35,8 @@ use rand::{Rng, SeedableRng};
 const DATE: &str = "2025-10-21";
 const PLAYERS: usize = 320;
 
-fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nba")
-}
-
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-async fn wait_for<T>(what: &str, within: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{what} did not happen within {within:?}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 const MALFORMED: [&str; 4] = ["not json at all", "{}", r#"{"batch_id": 7}"#, "[1, 2, 3]"];
@@ -162,11 +146,7 @@ async fn kills_duplicates_malformed_messages_and_a_regeneration_lose_nothing() {
         .await;
     assert_eq!(last.state, BatchState::Complete, "{last:?}");
     let export_path = fleet.export_dir().join(format!("{DATE}.json"));
-    let export: ExportFile = wait_for("the export of the latest generation", Duration::from_secs(120), async || {
-        let file: ExportFile = serde_json::from_slice(&std::fs::read(&export_path).ok()?).ok()?;
-        (file.generation == last.generation).then_some(file)
-    })
-    .await;
+    let export = exported(&export_path, last.generation, Duration::from_secs(120)).await;
     let dead_ids: HashSet<String> = {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         loop {
@@ -208,7 +188,8 @@ async fn kills_duplicates_malformed_messages_and_a_regeneration_lose_nothing() {
     let lines = log_lines(&fleet.log_dir());
     let finished =
         |batch: &str| lines.iter().filter(|l| l["message"] == "batch complete" && l["batch_id"] == batch).count();
-    let exported = |batch: &str| lines.iter().filter(|l| l["message"] == "exported" && l["batch_id"] == batch).count();
+    let exports_logged =
+        |batch: &str| lines.iter().filter(|l| l["message"] == "exported" && l["batch_id"] == batch).count();
     let first_header = store.header(&first).await.unwrap().expect("first batch");
     let mut checks: BTreeMap<&str, String> = BTreeMap::new();
     match first_header.state {
@@ -218,11 +199,11 @@ async fn kills_duplicates_malformed_messages_and_a_regeneration_lose_nothing() {
     }
     checks.insert(
         "generation 1",
-        format!("{} (finished {}x, exported {}x)", first_header.state, finished(&first), exported(&first)),
+        format!("{} (finished {}x, exported {}x)", first_header.state, finished(&first), exports_logged(&first)),
     );
-    assert!(exported(&first) <= 1, "generation 1 exported at most once");
+    assert!(exports_logged(&first) <= 1, "generation 1 exported at most once");
     assert_eq!(finished(&second), 1, "generation 2 completed exactly once");
-    assert_eq!(exported(&second), 1, "generation 2 exported exactly once");
+    assert_eq!(exports_logged(&second), 1, "generation 2 exported exactly once");
     checks.insert(
         "generation 2",
         format!(

@@ -51,14 +51,8 @@ async fn a_complete_batch_whose_ready_event_was_lost_is_announced_once_after_the
     let engine = harness.engine(EngineSettings { finalize_lease_secs: 2, ..Default::default() });
     engine.start(&trigger(TriggerMode::Start), "t1").await.unwrap();
     let batch_id = batch_id_for(DATE, "t1");
-    let header = harness.store.header(&batch_id).await.unwrap().unwrap();
-    for item in items(2) {
-        harness.store.record_completion(&completion(&header, &item), header.counter_shards).await.unwrap();
-    }
     // Another instance finalizes, then dies before publishing the ready event.
-    let totals = harness.store.totals(&batch_id).await.unwrap();
-    harness.store.claim_finalize(&batch_id, "dead", Duration::from_secs(2), totals).await.unwrap();
-    harness.store.finish(&batch_id, "dead", totals, None).await.unwrap();
+    harness.complete_without_announcing(&batch_id, &items(2), Duration::from_secs(2)).await;
 
     let report = engine.finalize_if_whole(&batch_id).await.unwrap();
     assert_eq!(report, FinalizeReport::AlreadyFinal(BatchState::Complete));

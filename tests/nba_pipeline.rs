@@ -4,12 +4,12 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::nba::{data_dir, exported, final_header};
 use common::{TestEnv, fast_retry_policy};
-use props_pipeline::batch::documents::{BatchHeader, batch_id_for};
+use props_pipeline::batch::documents::batch_id_for;
 use props_pipeline::batch::engine::BatchEngine;
 use props_pipeline::batch::settings::EngineSettings;
 use props_pipeline::batch::state::BatchState;
@@ -18,7 +18,7 @@ use props_pipeline::config::ConsumerSettings;
 use props_pipeline::messages::{TriggerMessage, TriggerMode};
 use props_pipeline::nba::data::load_logs;
 use props_pipeline::nba::domain::{NbaDomain, NbaWorker};
-use props_pipeline::nba::export::{ExportFile, ExportRole, Exporter};
+use props_pipeline::nba::export::{ExportRole, Exporter};
 use props_pipeline::nba::load::load;
 use props_pipeline::nba::model::ModelConfig;
 use props_pipeline::nba::store::{current_predictions, export_record, superseded_predictions};
@@ -26,36 +26,6 @@ use props_pipeline::runner::{Role, Roles};
 use tokio_util::sync::CancellationToken;
 
 const DATE: &str = "2023-05-02";
-
-fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nba")
-}
-
-async fn wait_for<T>(what: &str, within: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{what} did not happen within {within:?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-async fn final_header(store: &BatchStore, batch_id: &str) -> BatchHeader {
-    wait_for("the batch to finish", Duration::from_secs(120), async || {
-        store.header(batch_id).await.unwrap().filter(|h| h.state.is_final())
-    })
-    .await
-}
-
-async fn exported(path: &std::path::Path, generation: u64) -> ExportFile {
-    wait_for("the export", Duration::from_secs(60), async || {
-        let file: ExportFile = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-        (file.generation == generation).then_some(file)
-    })
-    .await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_real_playoff_date_runs_end_to_end_and_regenerates() {
@@ -100,7 +70,7 @@ async fn a_real_playoff_date_runs_end_to_end_and_regenerates() {
     assert!(first.done_count.unwrap() >= 30, "most players have enough history: {first:?}");
 
     let path = export_dir.join(format!("{DATE}.json"));
-    let file = exported(&path, 1).await;
+    let file = exported(&path, 1, Duration::from_secs(60)).await;
     let current = current_predictions(&db, DATE).await.unwrap();
     assert_eq!(current.len() as u64, first.done_count.unwrap());
     let in_firestore: BTreeSet<_> = current.iter().map(|p| p.prediction.player_lookup.clone()).collect();
@@ -118,7 +88,7 @@ async fn a_real_playoff_date_runs_end_to_end_and_regenerates() {
     let message_id = env.publish(&env.topics.trigger_topic, regenerate.to_json(), &[]).await;
     let second = final_header(&store, &batch_id_for(DATE, &message_id)).await;
     assert_eq!((second.state, second.generation), (BatchState::Complete, 2));
-    let file = exported(&path, 2).await;
+    let file = exported(&path, 2, Duration::from_secs(60)).await;
     assert_eq!(file.batch_id, second.batch_id);
     let current = current_predictions(&db, DATE).await.unwrap();
     assert!(current.iter().all(|p| p.generation == 2 && p.superseded_by_generation.is_none()));

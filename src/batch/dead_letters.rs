@@ -22,6 +22,7 @@ use crate::consumer::{
     DELIVERY_ATTEMPT, Delivery, MessageHandler, ORIGINAL_MESSAGE_ID, Outcome, REJECT_REASON, SOURCE_SUBSCRIPTION,
 };
 use crate::messages::{CompletionMessage, RequestMessage};
+use crate::ops::metrics::DEAD_LETTERS_RECORDED_TOTAL;
 use crate::topology::ChannelKind;
 
 /// Attributes Pub/Sub adds when its dead-letter policy forwards a message.
@@ -190,8 +191,7 @@ impl<D: BatchDomain> MessageHandler for DeadLetterRole<D> {
         match self.engine.store().record_dead_letter(&record).await {
             Ok(created) => {
                 if created {
-                    metrics::counter!("props_dead_letters_recorded_total", "channel" => record.channel.clone())
-                        .increment(1);
+                    metrics::counter!(DEAD_LETTERS_RECORDED_TOTAL, "channel" => record.channel.clone()).increment(1);
                 }
                 tracing::warn!(
                     channel = record.channel,

@@ -17,6 +17,7 @@ use crate::config::TopicNames;
 use crate::gcp::GcpError;
 use crate::gcp::pubsub::PubSub;
 use crate::messages::{CompletionMessage, ReadyMessage, RequestMessage, TriggerMessage, validate_document_id};
+use crate::ops::metrics::{ALERTS_TOTAL, FINALIZE_SECONDS};
 
 /// Stable marker in the log line of a batch that ended FAILED, for log-based alerts.
 pub const ALERT_BATCH_FAILED: &str = "ALERT_BATCH_FAILED";
@@ -331,7 +332,7 @@ impl<D: BatchDomain> BatchEngine<D> {
                 self.announce(&finished).await?;
             }
             BatchState::Failed => {
-                metrics::counter!("props_alerts_total", "alert" => "batch_failed").increment(1);
+                metrics::counter!(ALERTS_TOTAL, "alert" => "batch_failed").increment(1);
                 tracing::error!(
                     marker = ALERT_BATCH_FAILED,
                     batch_id,
@@ -343,7 +344,7 @@ impl<D: BatchDomain> BatchEngine<D> {
             state => tracing::info!(batch_id, %state, "batch finished"),
         }
         // Claim to final state (and ready event published, for a COMPLETE batch).
-        metrics::histogram!("props_finalize_seconds").record(claimed_at.elapsed().as_secs_f64());
+        metrics::histogram!(FINALIZE_SECONDS).record(claimed_at.elapsed().as_secs_f64());
         Ok(FinalizeReport::Finalized(finished.state))
     }
 
@@ -391,7 +392,7 @@ impl<D: BatchDomain> BatchEngine<D> {
             coverage * 100.0,
             threshold * 100.0
         );
-        metrics::counter!("props_alerts_total", "alert" => "low_coverage").increment(1);
+        metrics::counter!(ALERTS_TOTAL, "alert" => "low_coverage").increment(1);
     }
 
     /// A claim owner per attempt, not per process: handlers of one process that see the last

@@ -2,14 +2,14 @@
 //! (acked without work, dead-lettered upstream, or withheld by a broken stream). Workers and completions
 //! are idempotent, so a redundant redrive costs work, never correctness.
 
+use firestore::FirestoreInstant;
+
 use super::documents::ItemStatus;
 use super::domain::BatchDomain;
 use super::engine::{BatchEngine, EngineError};
 use super::store::StoreError;
 use super::sweep_policy::{RedriveDecision, RedriveRequest};
-
-/// Metric: redrives that re-published requests.
-pub const REDRIVES_TOTAL: &str = "props_redrives_total";
+use crate::ops::metrics::REDRIVES_TOTAL;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedriveReport {
@@ -28,6 +28,18 @@ impl<D: BatchDomain> BatchEngine<D> {
             return Err(StoreError::UnknownBatch(batch_id.to_string()).into());
         };
         let activity = store.last_activity(&header).await?;
+        self.redrive_after(batch_id, activity, request).await
+    }
+
+    /// [`Self::redrive`] for a caller that already read the batch's last activity (the sweeper needs it
+    /// for its stuck check too).
+    pub(crate) async fn redrive_after(
+        &self,
+        batch_id: &str,
+        activity: FirestoreInstant,
+        request: RedriveRequest,
+    ) -> Result<RedriveReport, EngineError> {
+        let store = self.store();
         let (decision, header) = store.claim_redrive(batch_id, request, activity).await?;
         if decision != RedriveDecision::Redrive {
             return Ok(RedriveReport { decision, republished: 0, redrive_count: header.redrive_count });

@@ -20,6 +20,7 @@ use super::domain::BatchDomain;
 use super::engine::{BatchEngine, EngineError, FinalizeReport};
 use super::state::BatchState;
 use super::sweep_policy::{RedriveDecision, RedriveRequest, SweepSettings, idle_for, is_stuck};
+use crate::ops::metrics::{ALERTS_TOTAL, BATCHES, STUCK_BATCHES};
 
 /// Stable marker in the log line of a stuck batch, for log-based alerts.
 pub const ALERT_BATCH_STUCK: &str = "ALERT_BATCH_STUCK";
@@ -127,20 +128,20 @@ impl<D: BatchDomain> Sweeper<D> {
             }
         }
         let policy = self.settings.policy();
+        let activity = self.engine.store().last_activity(header).await?;
         let mut redrive_count = header.redrive_count;
         if header.state == BatchState::Running {
-            let redrive = self.engine.redrive(batch_id, RedriveRequest::Sweeper(policy)).await?;
+            let redrive = self.engine.redrive_after(batch_id, activity, RedriveRequest::Sweeper(policy)).await?;
             redrive_count = redrive.redrive_count;
             if redrive.decision == RedriveDecision::Redrive {
                 report.redriven += 1;
                 return Ok(());
             }
         }
-        let activity = self.engine.store().last_activity(header).await?;
         let idle = idle_for(activity, FirestoreInstant::now());
         if is_stuck(header.state, redrive_count, idle, &policy) {
             report.stuck.push(batch_id.to_string());
-            metrics::counter!("props_alerts_total", "alert" => "batch_stuck").increment(1);
+            metrics::counter!(ALERTS_TOTAL, "alert" => "batch_stuck").increment(1);
             tracing::error!(
                 marker = ALERT_BATCH_STUCK,
                 batch_id,
@@ -212,10 +213,10 @@ impl<D: BatchDomain> Sweeper<D> {
     async fn publish_gauges(&self, report: &SweepReport) {
         for state in ALL_STATES {
             match self.engine.store().count_in(state).await {
-                Ok(count) => metrics::gauge!("props_batches", "state" => state.as_str()).set(count as f64),
+                Ok(count) => metrics::gauge!(BATCHES, "state" => state.as_str()).set(count as f64),
                 Err(error) => tracing::debug!(%error, %state, "counting batches failed"),
             }
         }
-        metrics::gauge!("props_stuck_batches").set(report.stuck.len() as f64);
+        metrics::gauge!(STUCK_BATCHES).set(report.stuck.len() as f64);
     }
 }

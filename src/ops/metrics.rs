@@ -25,11 +25,11 @@ pub const TRANSACTIONS_TOTAL: &str = "props_transactions_total";
 pub const TRANSACTION_RETRIES_TOTAL: &str = "props_transaction_retries_total";
 /// Batches per `state` (emitted by the sweeper).
 pub const BATCHES: &str = "props_batches";
-/// RUNNING batches with no progress past the alert threshold (emitted by the sweeper).
+/// Unsettled batches the last sweep reported stuck (emitted by the sweeper).
 pub const STUCK_BATCHES: &str = "props_stuck_batches";
 /// Time from claiming a batch's finalization to COMPLETE or FAILED.
 pub const FINALIZE_SECONDS: &str = "props_finalize_seconds";
-/// Pending items re-published by the sweeper.
+/// Redrives that re-published a batch's pending requests, by the sweeper or an operator.
 pub const REDRIVES_TOTAL: &str = "props_redrives_total";
 /// Alerts raised, by `alert`.
 pub const ALERTS_TOTAL: &str = "props_alerts_total";

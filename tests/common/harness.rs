@@ -126,7 +126,7 @@ impl Harness {
 
     /// The dead-letter role on every dead-letter subscription, as `run dead-letter` runs it.
     pub fn run_dead_letter(&mut self, engine: &Arc<BatchEngine<TestDomain>>) {
-        for kind in [ChannelKind::Trigger, ChannelKind::Request, ChannelKind::Completion, ChannelKind::Ready] {
+        for kind in ChannelKind::ALL {
             let target =
                 ConsumerTarget { subscription: self.channel(kind).dead_letter_subscription, dead_letter_topic: None };
             let settings = ConsumerSettings { concurrency: 8, shutdown_grace_secs: 5, ..Default::default() };
@@ -142,6 +142,18 @@ impl Harness {
     pub fn run_sweeper(&mut self, engine: &Arc<BatchEngine<TestDomain>>, settings: SweepSettings) {
         let sweeper = Sweeper::new(Arc::clone(engine), settings);
         self.consumers.push(tokio::spawn(sweeper.run(self.shutdown.clone())));
+    }
+
+    /// Records a completion for every item of `batch_id`, then finalizes it as instance "dead" with a
+    /// `lease`, which dies before publishing the ready event: a COMPLETE batch never announced.
+    pub async fn complete_without_announcing(&self, batch_id: &str, items: &[String], lease: Duration) {
+        let header = self.store.header(batch_id).await.unwrap().unwrap();
+        for item in items {
+            self.store.record_completion(&completion(&header, item), header.counter_shards).await.unwrap();
+        }
+        let totals = self.store.totals(batch_id).await.unwrap();
+        self.store.claim_finalize(batch_id, "dead", lease, totals).await.unwrap();
+        self.store.finish(batch_id, "dead", totals, None).await.unwrap();
     }
 
     pub async fn stop(self) {

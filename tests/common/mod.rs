@@ -127,8 +127,7 @@ impl TestEnv {
     /// still withheld after 81 s; without it, all came back to the live consumer within 20 s.
     pub async fn clear_retry_policies(&self) {
         use props_pipeline::topology::ChannelKind;
-        let channels = [ChannelKind::Trigger, ChannelKind::Request, ChannelKind::Completion, ChannelKind::Ready]
-            .map(|kind| self.topology.channel(kind).clone());
+        let channels = ChannelKind::ALL.map(|kind| self.topology.channel(kind).clone());
         for subscription in channels.iter().flat_map(|c| [&c.subscription, &c.dead_letter_subscription]) {
             let name = self.gcp.subscription_path(subscription);
             self.pubsub

@@ -13,7 +13,7 @@ use props_pipeline::batch::store::BatchStore;
 use props_pipeline::config::ConsumerSettings;
 use props_pipeline::nba::data::load_logs;
 use props_pipeline::nba::domain::NbaDomain;
-use props_pipeline::nba::export::{ExportRole, Exporter};
+use props_pipeline::nba::export::{ExportFile, ExportRole, Exporter};
 use props_pipeline::nba::load::load;
 use props_pipeline::runner::{Role, Roles};
 use tokio::task::JoinHandle;
@@ -39,6 +39,15 @@ pub async fn wait_for<T>(what: &str, within: Duration, mut check: impl AsyncFnMu
 pub async fn final_header(store: &BatchStore, batch_id: &str) -> BatchHeader {
     wait_for("the batch to finish", Duration::from_secs(120), async || {
         store.header(batch_id).await.unwrap().filter(|h| h.state.is_final())
+    })
+    .await
+}
+
+/// The export file at `path` once it holds `generation`.
+pub async fn exported(path: &std::path::Path, generation: u64, within: Duration) -> ExportFile {
+    wait_for("the export", within, async || {
+        let file: ExportFile = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+        (file.generation == generation).then_some(file)
     })
     .await
 }

@@ -5,16 +5,13 @@ use std::time::Duration;
 use firestore::{FirestoreDb, FirestoreInstant, FirestoreWritePrecondition};
 use futures::FutureExt;
 
-use super::{BatchStore, CountedTransaction, StoreError, firestore_error};
+use super::{BatchStore, CountedTransaction, MAX_WRITES_PER_BATCH_WRITE, StoreError, firestore_error};
 use crate::batch::audit::{AuditOutcome, AuditRecord, read_record, write_record};
 use crate::batch::documents::{
     BATCHES, BatchHeader, COUNTERS, CounterShard, GAME_DATES, GameDatePointer, ITEMS, ItemMarker, batch_id_for,
 };
 use crate::batch::state::BatchState;
 use crate::messages::{TriggerMessage, TriggerMode};
-
-/// BatchWrite accepts at most 500 writes per request.
-const MAX_WRITES_PER_BATCH_WRITE: usize = 500;
 
 /// gRPC codes a create-only write reports when the document already exists.
 const ALREADY_EXISTS: i32 = 6;

@@ -22,6 +22,9 @@ use super::documents::{BATCHES, BatchHeader, COUNTERS, CounterShard, ITEMS, Item
 use crate::gcp::firestore::document_id;
 use crate::ops::metrics::TransactionAttempts;
 
+/// BatchWrite accepts at most 500 writes per request.
+pub(crate) const MAX_WRITES_PER_BATCH_WRITE: usize = 500;
+
 #[derive(Debug, Error)]
 pub enum StoreError {
     #[error("firestore {operation} failed: {source}")]

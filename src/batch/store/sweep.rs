@@ -7,14 +7,11 @@ use serde::Deserialize;
 
 use super::begin::read_header;
 use super::finalize::write_header;
-use super::{BatchStore, CountedTransaction, StoreError, firestore_error};
+use super::{BatchStore, CountedTransaction, MAX_WRITES_PER_BATCH_WRITE, StoreError, firestore_error};
 use crate::batch::documents::{BATCHES, BatchHeader, COUNTERS, ITEMS, RESULTS};
 use crate::batch::state::BatchState;
 use crate::batch::sweep_policy::{RedriveDecision, RedriveRequest, decide_redrive, idle_for, last_activity};
 use crate::gcp::firestore::document_id;
-
-/// BatchWrite accepts at most 500 writes per request.
-const MAX_DELETES_PER_BATCH_WRITE: usize = 500;
 
 /// The subcollections the engine writes under a batch; deleted with it.
 const SUBCOLLECTIONS: [&str; 3] = [ITEMS, COUNTERS, RESULTS];
@@ -159,7 +156,7 @@ impl BatchStore {
                 .await
                 .map_err(firestore_error("listing a batch's documents"))?;
             let ids: Vec<&str> = documents.iter().map(document_id).collect();
-            for chunk in ids.chunks(MAX_DELETES_PER_BATCH_WRITE) {
+            for chunk in ids.chunks(MAX_WRITES_PER_BATCH_WRITE) {
                 let mut batch = writer.new_batch();
                 for id in chunk {
                     self.db
