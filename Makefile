@@ -7,7 +7,7 @@ STATE := .emulators/env
 # Integration tests share two emulators but each uses its own project id, so they may run in parallel.
 CARGO_TEST_FLAGS ?=
 
-.PHONY: build release demo emulators emulators-stop emulators-status lint fmt test test-unit chaos k8s-check image clean
+.PHONY: build release demo emulators emulators-stop emulators-status lint fmt test test-unit chaos bench k8s-check image clean
 
 build:
 	cargo build --all-targets
@@ -59,6 +59,22 @@ chaos:
 	if ! $(EMULATORS) status >/dev/null 2>&1; then $(EMULATORS) start; started=1; fi; \
 	set -a; . $(STATE); set +a; \
 	status=0; CHAOS_SEED=$(SEED) CHAOS_DURATION_SECS=$(DURATION) cargo test --test chaos -- --nocapture || status=$$?; \
+	if [ $$started = 1 ]; then $(EMULATORS) stop; fi; \
+	exit $$status
+
+# The benchmark (release build): raw emulator capacity against the whole pipeline for each batch size,
+# Firestore requests per item, header writes, finalize latency, peak RSS and a CPU profile; prints a
+# table and writes bench/results/latest.json. Fresh emulators give comparable figures, so stop any running
+# ones first (`make emulators-stop`). `make bench ITEMS=100,1000 REPEATS=3 WORKERS=2 CONCURRENCY=16`.
+ITEMS ?= 100,1000,5000
+REPEATS ?= 3
+WORKERS ?= 2
+CONCURRENCY ?= 16
+bench:
+	@started=0; \
+	if ! $(EMULATORS) status >/dev/null 2>&1; then $(EMULATORS) start; started=1; fi; \
+	set -a; . $(STATE); set +a; \
+	status=0; cargo bench --bench pipeline -- --items $(ITEMS) --repeats $(REPEATS) --workers $(WORKERS) --concurrency $(CONCURRENCY) || status=$$?; \
 	if [ $$started = 1 ]; then $(EMULATORS) stop; fi; \
 	exit $$status
 

@@ -1,0 +1,116 @@
+//! The emulator's raw capacity, the ceiling the pipeline is compared with: publish N messages through
+//! the same client and batching publisher the pipeline uses, and streaming-pull and ack them on as
+//! many streams, with the same flow control, as the pipeline's worker processes.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use google_cloud_pubsub::model::Message;
+use props_pipeline::gcp::pubsub::PubSub;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RawFigures {
+    pub messages: usize,
+    pub streams: usize,
+    /// From the first publish until every publish was confirmed.
+    pub publish_secs: f64,
+    pub publish_per_sec: f64,
+    /// From the first publish until every message was acked once (pull runs while publishing).
+    pub publish_pull_ack_secs: f64,
+    pub messages_per_sec: f64,
+}
+
+/// A request-sized body (a prediction request is about 200 bytes of JSON).
+fn body(index: usize) -> Bytes {
+    Bytes::from(format!(
+        r#"{{"batch_id":"2031-01-01-m1","game_date":"2031-01-01","generation":1,"player_lookup":"benchplayer{index:06}","correlation_id":"bench-raw","attempt":1}}"#
+    ))
+}
+
+pub async fn measure(
+    pubsub: &PubSub,
+    name: &str,
+    messages: usize,
+    streams: usize,
+    max_outstanding: i64,
+    within: Duration,
+) -> anyhow::Result<RawFigures> {
+    let settings = pubsub.settings();
+    pubsub.topic_admin.create_topic().set_name(settings.topic_path(name)).send().await?;
+    pubsub
+        .subscription_admin
+        .create_subscription()
+        .set_name(settings.subscription_path(name))
+        .set_topic(settings.topic_path(name))
+        .set_ack_deadline_seconds(60)
+        .send()
+        .await?;
+
+    let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let all_acked = Arc::new(Notify::new());
+    let stop = CancellationToken::new();
+    let mut pullers = Vec::new();
+    for _ in 0..streams {
+        let mut stream = pubsub
+            .subscriber
+            .subscribe(settings.subscription_path(name))
+            .set_max_outstanding_messages(max_outstanding)
+            .build();
+        let (acked, all_acked, stop) = (Arc::clone(&acked), Arc::clone(&all_acked), stop.clone());
+        pullers.push(tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    next = stream.next() => next,
+                };
+                match next {
+                    Some(Ok((message, ack))) => {
+                        ack.ack();
+                        let mut acked = acked.lock().expect("acked lock");
+                        acked.insert(message.message_id);
+                        if acked.len() >= messages {
+                            all_acked.notify_one();
+                        }
+                    }
+                    Some(Err(error)) => eprintln!("raw pull: {error}"),
+                    None => break,
+                }
+            }
+            stream.shutdown_token().shutdown().await;
+        }));
+    }
+
+    let publisher = pubsub.publisher(name);
+    let waiting = all_acked.notified();
+    let started = Instant::now();
+    let publishes = (0..messages).map(|index| publisher.publish(Message::new().set_data(body(index))));
+    for result in futures::future::join_all(publishes).await {
+        result?;
+    }
+    let publish_secs = started.elapsed().as_secs_f64();
+    let finished = tokio::time::timeout(within, async {
+        if acked.lock().expect("acked lock").len() < messages {
+            waiting.await;
+        }
+    })
+    .await;
+    let total_secs = started.elapsed().as_secs_f64();
+    stop.cancel();
+    for puller in pullers {
+        let _ = puller.await;
+    }
+    let received = acked.lock().expect("acked lock").len();
+    anyhow::ensure!(finished.is_ok(), "raw capacity: only {received} of {messages} messages arrived within {within:?}");
+    Ok(RawFigures {
+        messages,
+        streams,
+        publish_secs,
+        publish_per_sec: messages as f64 / publish_secs,
+        publish_pull_ack_secs: total_secs,
+        messages_per_sec: messages as f64 / total_secs,
+    })
+}
