@@ -73,6 +73,8 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     anyhow::ensure!(args.items.iter().all(|&n| n > 0), "--items: every batch size must be at least 1");
+    let distinct: std::collections::BTreeSet<usize> = args.items.iter().copied().collect();
+    anyhow::ensure!(distinct.len() == args.items.len(), "--items: each batch size once (each gets topics of its own)");
     anyhow::ensure!((1..=1000).contains(&args.concurrency), "--concurrency must be between 1 and 1000");
     let pubsub_host = std::env::var("PUBSUB_EMULATOR_HOST")
         .context("PUBSUB_EMULATOR_HOST is not set: run `make bench`, which starts the emulators")?;

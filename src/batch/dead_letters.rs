@@ -176,6 +176,10 @@ fn describe(recorded: &str, report: Result<CompletionReport, EngineError>) -> Re
         Ok(CompletionReport::Recorded(_)) => Ok(recorded.to_string()),
         Ok(CompletionReport::Duplicate(_)) => Ok("nothing to do: the item was already terminal".to_string()),
         Ok(CompletionReport::Fenced) => Ok("nothing to do: the batch moved to another generation".to_string()),
+        // The completion is in (the claim is only looked at after it was recorded) and another
+        // instance's live claim is finalizing the batch; if that instance dies, the sweeper takes over
+        // the expired lease. Retrying would only find the item terminal and record a misleading action.
+        Err(EngineError::ClaimHeld { .. }) => Ok(recorded.to_string()),
         Err(error) if error.is_transient() => Err(error),
         Err(error) => Ok(format!("could not be applied: {error}")),
     }
