@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::firestore_count::{Counts, FirestoreCounter};
+use crate::pull::spawn_acking;
 
 /// A ready event as the tap saw it, with the time Pub/Sub accepted it.
 pub struct Ready {
@@ -40,29 +41,14 @@ impl ReadyTap {
             .set_ack_deadline_seconds(10)
             .send()
             .await?;
-        let mut stream = pubsub.subscriber.subscribe(name).build();
+        let stream = pubsub.subscriber.subscribe(name).build();
         let (sender, events) = mpsc::unbounded_channel();
         let stop = CancellationToken::new();
-        let stopped = stop.clone();
-        tokio::spawn(async move {
-            loop {
-                let next = tokio::select! {
-                    _ = stopped.cancelled() => break,
-                    next = stream.next() => next,
-                };
-                match next {
-                    Some(Ok((message, ack))) => {
-                        ack.ack();
-                        let published = message.publish_time.and_then(|t| SystemTime::try_from(t).ok());
-                        if let (Ok(ready), Some(published)) = (ReadyMessage::parse(&message.data), published) {
-                            let _ = sender.send(Ready { message: ready, published });
-                        }
-                    }
-                    Some(Err(error)) => eprintln!("ready tap: {error}"),
-                    None => break,
-                }
+        spawn_acking(stream, stop.clone(), "ready tap", move |message| {
+            let published = message.publish_time.and_then(|t| SystemTime::try_from(t).ok());
+            if let (Ok(ready), Some(published)) = (ReadyMessage::parse(&message.data), published) {
+                let _ = sender.send(Ready { message: ready, published });
             }
-            stream.shutdown_token().shutdown().await;
         });
         Ok(Self { events, stop })
     }

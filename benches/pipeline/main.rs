@@ -16,6 +16,7 @@ mod batch_run;
 mod dataset;
 mod firestore_count;
 mod fleet;
+mod pull;
 mod raw;
 mod report;
 
@@ -32,8 +33,7 @@ use props_pipeline::gcp::pubsub::PubSub;
 use props_pipeline::setup::ensure_topology;
 use props_pipeline::topology::Topology;
 
-use batch_run::BatchFigures;
-use batch_run::{BatchContext, ReadyTap, run_batch};
+use batch_run::{BatchContext, BatchFigures, ReadyTap, run_batch};
 use dataset::Dataset;
 use firestore_count::FirestoreCounter;
 use fleet::{FirestoreRoute, Fleet, ProcessSpec, Usage};
@@ -75,7 +75,7 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(args.items.iter().all(|&n| n > 0), "--items: every batch size must be at least 1");
     let distinct: std::collections::BTreeSet<usize> = args.items.iter().copied().collect();
     anyhow::ensure!(distinct.len() == args.items.len(), "--items: each batch size once (each gets topics of its own)");
-    anyhow::ensure!((1..=1000).contains(&args.concurrency), "--concurrency must be between 1 and 1000");
+    ConsumerSettings { concurrency: args.concurrency, ..Default::default() }.validate().context("--concurrency")?;
     let pubsub_host = std::env::var("PUBSUB_EMULATOR_HOST")
         .context("PUBSUB_EMULATOR_HOST is not set: run `make bench`, which starts the emulators")?;
     let firestore_host = std::env::var("FIRESTORE_EMULATOR_HOST")
@@ -240,7 +240,7 @@ impl Bench<'_> {
         let idle_before = cpu_by_process(&fleet, &self.emulators);
         tokio::time::sleep(IDLE_WINDOW).await;
         let cpu_before = cpu_by_process(&fleet, &self.emulators);
-        let idle_machine_share = machine_share(&idle_before, &cpu_before, IDLE_WINDOW.as_secs_f64(), cores);
+        let idle_machine_share = machine_share(&cpu_spent(&idle_before, &cpu_before), IDLE_WINDOW.as_secs_f64(), cores);
         let started = Instant::now();
         let context = BatchContext {
             pubsub: self.pubsub,
@@ -282,16 +282,14 @@ impl Bench<'_> {
         let usage = fleet.usage();
         fleet.terminate().await?;
 
+        let cpu_secs = cpu_spent(&cpu_before, &cpu_after);
         let prefix = format!("n{items}-{mode}-");
         let (handler_mean_ms, handled_messages) = report::handler_means(&metrics, &prefix);
         let profile = Profile {
             wall_secs,
-            machine_share: machine_share(&cpu_before, &cpu_after, wall_secs, cores),
+            machine_share: machine_share(&cpu_secs, wall_secs, cores),
             idle_machine_share,
-            cpu_secs: cpu_after
-                .iter()
-                .map(|(who, after)| (who.clone(), after - cpu_before.get(who).unwrap_or(&0.0)))
-                .collect(),
+            cpu_secs,
             handler_mean_ms,
             handled_messages,
             transaction_retries: report::metric_total(&metrics, "props_transaction_retries_total"),
@@ -303,17 +301,14 @@ impl Bench<'_> {
 /// How long the fleet's idle cost is measured before its first batch.
 const IDLE_WINDOW: Duration = Duration::from_secs(3);
 
-/// CPU seconds between two readings over (wall seconds x cores): each one's share of the machine.
-fn machine_share(
-    before: &BTreeMap<String, f64>,
-    after: &BTreeMap<String, f64>,
-    wall_secs: f64,
-    cores: usize,
-) -> BTreeMap<String, f64> {
-    after
-        .iter()
-        .map(|(who, cpu)| (who.clone(), (cpu - before.get(who).unwrap_or(&0.0)) / (wall_secs * cores as f64)))
-        .collect()
+/// CPU seconds each one used between two readings.
+fn cpu_spent(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
+    after.iter().map(|(who, cpu)| (who.clone(), cpu - before.get(who).unwrap_or(&0.0))).collect()
+}
+
+/// CPU seconds over (wall seconds x cores): each one's share of the machine.
+fn machine_share(cpu_secs: &BTreeMap<String, f64>, wall_secs: f64, cores: usize) -> BTreeMap<String, f64> {
+    cpu_secs.iter().map(|(who, cpu)| (who.clone(), cpu / (wall_secs * cores as f64))).collect()
 }
 
 /// The pipeline's four topics, prefixed.

@@ -12,6 +12,8 @@ use props_pipeline::gcp::pubsub::PubSub;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::pull::spawn_acking;
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RawFigures {
     pub messages: usize,
@@ -55,32 +57,18 @@ pub async fn measure(
     let stop = CancellationToken::new();
     let mut pullers = Vec::new();
     for _ in 0..streams {
-        let mut stream = pubsub
+        let stream = pubsub
             .subscriber
             .subscribe(settings.subscription_path(name))
             .set_max_outstanding_messages(max_outstanding)
             .build();
-        let (acked, all_acked, stop) = (Arc::clone(&acked), Arc::clone(&all_acked), stop.clone());
-        pullers.push(tokio::spawn(async move {
-            loop {
-                let next = tokio::select! {
-                    _ = stop.cancelled() => break,
-                    next = stream.next() => next,
-                };
-                match next {
-                    Some(Ok((message, ack))) => {
-                        ack.ack();
-                        let mut acked = acked.lock().expect("acked lock");
-                        acked.insert(message.message_id);
-                        if acked.len() >= messages {
-                            all_acked.notify_one();
-                        }
-                    }
-                    Some(Err(error)) => eprintln!("raw pull: {error}"),
-                    None => break,
-                }
+        let (acked, all_acked) = (Arc::clone(&acked), Arc::clone(&all_acked));
+        pullers.push(spawn_acking(stream, stop.clone(), "raw pull", move |message| {
+            let mut acked = acked.lock().expect("acked lock");
+            acked.insert(message.message_id);
+            if acked.len() >= messages {
+                all_acked.notify_one();
             }
-            stream.shutdown_token().shutdown().await;
         }));
     }
 
