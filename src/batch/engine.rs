@@ -8,6 +8,7 @@ use google_cloud_pubsub::model::Message;
 use thiserror::Error;
 
 use super::audit::AuditOutcome;
+use super::claims::ClaimRegistry;
 use super::documents::{BatchHeader, ItemStatus};
 use super::domain::{BatchDomain, DomainError};
 use super::settings::EngineSettings;
@@ -15,6 +16,7 @@ use super::state::{BatchState, ClaimDecision, decide_claim, is_low_coverage, out
 use super::store::{BatchStore, BeginOutcome, CompletionRecord, FinishOutcome, NewBatch, StoreError};
 use crate::config::TopicNames;
 use crate::gcp::GcpError;
+use crate::gcp::errors::Retryability;
 use crate::gcp::pubsub::PubSub;
 use crate::messages::{CompletionMessage, ReadyMessage, RequestMessage, TriggerMessage, validate_document_id};
 use crate::ops::metrics::{ALERTS_TOTAL, FINALIZE_SECONDS};
@@ -41,14 +43,20 @@ pub enum EngineError {
 }
 
 impl EngineError {
-    pub fn is_transient(&self) -> bool {
+    /// What retrying the message can do (the one classification in [`crate::gcp::errors`]).
+    pub fn retryability(&self) -> Retryability {
         match self {
-            EngineError::Store(e) => e.is_transient(),
-            EngineError::Pubsub(e) => e.is_transient(),
-            EngineError::Domain(e) => matches!(e, DomainError::Transient(_)),
-            EngineError::InvalidItem(_) => false,
-            EngineError::ClaimHeld { .. } => true,
+            EngineError::Store(e) => e.retryability(),
+            EngineError::Pubsub(e) => e.retryability(),
+            EngineError::Domain(DomainError::Transient(_)) => Retryability::Retry,
+            EngineError::Domain(DomainError::Permanent(_)) => Retryability::Reject,
+            EngineError::InvalidItem(_) => Retryability::Reject,
+            EngineError::ClaimHeld { .. } => Retryability::Retry,
         }
+    }
+
+    pub fn is_transient(&self) -> bool {
+        self.retryability() == Retryability::Retry
     }
 }
 
@@ -95,6 +103,10 @@ pub enum FinalizeReport {
     Finalized(BatchState),
     /// Already final (and announced, when COMPLETE).
     AlreadyFinal(BatchState),
+    /// Left to whoever finishes it: another attempt holds a live claim, or this attempt failed after
+    /// its completion was recorded. The holder, the claim's expiry or the sweeper finishes the batch,
+    /// so the message is acked rather than redelivered into a contended header.
+    Deferred(String),
 }
 
 pub struct BatchEngine<D> {
@@ -104,6 +116,8 @@ pub struct BatchEngine<D> {
     domain: Arc<D>,
     settings: EngineSettings,
     instance_id: String,
+    /// Claims taken and not yet finished, released at shutdown.
+    claims: ClaimRegistry,
 }
 
 impl<D: BatchDomain> BatchEngine<D> {
@@ -115,7 +129,7 @@ impl<D: BatchDomain> BatchEngine<D> {
         settings: EngineSettings,
     ) -> Self {
         let instance_id = settings.instance_id();
-        Self { store, pubsub, topics, domain, settings, instance_id }
+        Self { store, pubsub, topics, domain, settings, instance_id, claims: ClaimRegistry::default() }
     }
 
     pub fn store(&self) -> &BatchStore {
@@ -124,6 +138,18 @@ impl<D: BatchDomain> BatchEngine<D> {
 
     pub fn instance_id(&self) -> &str {
         &self.instance_id
+    }
+
+    pub(crate) fn domain(&self) -> &D {
+        &self.domain
+    }
+
+    pub fn claims(&self) -> &ClaimRegistry {
+        &self.claims
+    }
+
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
     }
 
     /// Trigger: create or resume the batch, write its markers, publish its requests, seal it.
@@ -180,27 +206,13 @@ impl<D: BatchDomain> BatchEngine<D> {
         if header.state != BatchState::Publishing {
             // Sealed before: the trigger was redelivered after its work was done (or the ack was lost).
             drop(_entered);
-            self.finalize_if_whole(&header.batch_id).await?;
+            self.finalize_after_seal(&header.batch_id).await;
             return Ok(TriggerReport::Resumed { batch_id: header.batch_id, republished: 0 });
         }
-        if items.len() as u64 != header.expected_count {
-            return Err(StoreError::ItemsChanged {
-                batch_id: header.batch_id,
-                expected: header.expected_count,
-                listed: items.len() as u64,
-            }
-            .into());
-        }
-        self.store.write_item_markers(&header.batch_id, &items).await?;
-        // A resumed batch republishes only what is still pending; completed items are not redone.
-        let to_publish =
-            if created { items } else { self.store.items_in(&header.batch_id, ItemStatus::Pending).await? };
-        self.publish_requests(&header, &correlation_id, &to_publish).await?;
-        let sealed = self.store.seal(&header.batch_id).await?;
-        tracing::info!(items = sealed.expected_count, published = to_publish.len(), state = %sealed.state, "batch sealed");
+        let (sealed, published) = self.fan_out(&header, items, created).await?;
         drop(_entered);
         // Completions may all have arrived before the seal (or there are no items at all).
-        self.finalize_if_whole(&sealed.batch_id).await?;
+        self.finalize_after_seal(&sealed.batch_id).await;
         Ok(if created {
             TriggerReport::Started {
                 batch_id: sealed.batch_id,
@@ -209,8 +221,47 @@ impl<D: BatchDomain> BatchEngine<D> {
                 superseded,
             }
         } else {
-            TriggerReport::Resumed { batch_id: sealed.batch_id, republished: to_publish.len() }
+            TriggerReport::Resumed { batch_id: sealed.batch_id, republished: published }
         })
+    }
+
+    /// The fan-out of a PUBLISHING batch: a pending marker per item (create-only), a request per pending
+    /// item (every item when `fresh`, the batch having just been created), then the seal. Safe to
+    /// repeat: by a redelivered trigger, or by the sweeper resuming a batch whose coordinator is gone.
+    /// Returns the sealed header and how many requests were published.
+    pub(crate) async fn fan_out(
+        &self,
+        header: &BatchHeader,
+        items: Vec<String>,
+        fresh: bool,
+    ) -> Result<(BatchHeader, usize), EngineError> {
+        if items.len() as u64 != header.expected_count {
+            return Err(StoreError::ItemsChanged {
+                batch_id: header.batch_id.clone(),
+                expected: header.expected_count,
+                listed: items.len() as u64,
+            }
+            .into());
+        }
+        self.store.write_item_markers(&header.batch_id, &items).await?;
+        // A resumed batch republishes only what is still pending; completed items are not redone.
+        let to_publish = if fresh { items } else { self.store.items_in(&header.batch_id, ItemStatus::Pending).await? };
+        self.publish_requests(header, &header.correlation_id, &to_publish).await?;
+        let sealed = self.store.seal(&header.batch_id).await?;
+        tracing::info!(items = sealed.expected_count, published = to_publish.len(), state = %sealed.state, "batch sealed");
+        Ok((sealed, to_publish.len()))
+    }
+
+    /// Finalizes a sealed batch whose completions may all be in already. The trigger's work is done
+    /// once the batch is sealed, so a failure here is left to the completions and the sweeper rather
+    /// than redelivering the trigger.
+    pub(crate) async fn finalize_after_seal(&self, batch_id: &str) {
+        match self.finalize_if_whole(batch_id).await {
+            Ok(_) | Err(EngineError::ClaimHeld { .. }) => {}
+            Err(error) => {
+                tracing::warn!(batch_id, %error, "finalizing after the seal failed; completions or the sweeper finish it")
+            }
+        }
     }
 
     /// Publishes one request per item and waits until every one is accepted by Pub/Sub.
@@ -257,13 +308,23 @@ impl<D: BatchDomain> BatchEngine<D> {
                 "batch {} has no item {}",
                 completion.batch_id, completion.player_lookup
             ))),
-            CompletionRecord::Recorded => {
-                Ok(CompletionReport::Recorded(self.finalize_if_whole(&header.batch_id).await?))
-            }
-            // A duplicate may be the redelivery of a completion whose finalize never ran: check again.
-            CompletionRecord::Duplicate => {
-                Ok(CompletionReport::Duplicate(self.finalize_if_whole(&header.batch_id).await?))
-            }
+            // A live claim is another attempt's to finish: the completion is in, nothing to retry.
+            CompletionRecord::Recorded => match self.finalize_if_whole(&header.batch_id).await {
+                Err(EngineError::ClaimHeld { owner, .. }) => {
+                    Ok(CompletionReport::Recorded(FinalizeReport::Deferred(format!("claim held by {owner}"))))
+                }
+                other => Ok(CompletionReport::Recorded(other?)),
+            },
+            // A duplicate may be the redelivery of a completion whose finalize never ran: try once more,
+            // but a duplicate is a no-op for its item, so it is never retried for the batch's sake (the
+            // sweeper finalizes a whole batch; retrying here only contends on the header).
+            CompletionRecord::Duplicate => match self.finalize_if_whole(&header.batch_id).await {
+                Ok(report) => Ok(CompletionReport::Duplicate(report)),
+                Err(error) => {
+                    tracing::info!(batch_id = header.batch_id, %error, "duplicate completion acked; finalization left to the claim holder or the sweeper");
+                    Ok(CompletionReport::Duplicate(FinalizeReport::Deferred(error.to_string())))
+                }
+            },
         }
     }
 
@@ -309,7 +370,15 @@ impl<D: BatchDomain> BatchEngine<D> {
         if header.state == BatchState::Running && totals.terminal() < header.expected_count {
             return Ok(FinalizeReport::NotReady);
         }
-        let claim = self.store.claim_finalize(batch_id, &owner, self.settings.finalize_lease(), totals).await?;
+        let claim = match self.store.claim_finalize(batch_id, &owner, self.settings.finalize_lease(), totals).await {
+            Ok(claim) => claim,
+            Err(error) => {
+                // The claim may have been written and only its answer lost: give it up, so that the
+                // batch does not wait out a lease nobody works under.
+                self.release(batch_id, &owner).await;
+                return Err(error.into());
+            }
+        };
         match claim.decision {
             ClaimDecision::NotReady => return Ok(FinalizeReport::NotReady),
             ClaimDecision::AlreadyFinal => return Ok(FinalizeReport::AlreadyFinal(claim.header.state)),
@@ -321,18 +390,34 @@ impl<D: BatchDomain> BatchEngine<D> {
             }
             ClaimDecision::Claim | ClaimDecision::AlreadyMine => {}
         }
+        // Registered until finished; a handler aborted at shutdown leaves it here for
+        // `release_held_claims`.
+        self.claims.hold(&owner, batch_id);
+        let result = self.finish_claimed(claim.header, &owner, totals).await;
+        match &result {
+            Ok(_) => self.claims.forget(&owner),
+            Err(_) => self.release(batch_id, &owner).await,
+        }
+        result
+    }
+
+    /// The claim holder's part: consolidate (unless the batch will fail or was superseded), finish
+    /// behind the fence, announce.
+    async fn finish_claimed(
+        &self,
+        header: BatchHeader,
+        owner: &str,
+        totals: super::store::Totals,
+    ) -> Result<FinalizeReport, EngineError> {
+        let batch_id = header.batch_id.as_str();
         let claimed_at = std::time::Instant::now();
-        let header = claim.header;
         // Consolidate only a batch that will complete: `finish` itself applies the failure policy
         // and supersedes a batch whose date pointer moved on.
         let will_fail =
             outcome(totals.failed, header.expected_count, header.tolerated_failed_fraction) == BatchState::Failed;
-        let failure_reason = if will_fail || !self.store.is_current(&header).await? {
-            None
-        } else {
-            self.consolidate(&header, &owner).await?
-        };
-        let finished = match self.store.finish(batch_id, &owner, totals, failure_reason.as_deref()).await? {
+        let failure_reason =
+            if will_fail || !self.store.is_current(&header).await? { None } else { self.consolidate(&header).await? };
+        let finished = match self.store.finish(batch_id, owner, totals, failure_reason.as_deref()).await? {
             FinishOutcome::NotOwner(header) => {
                 tracing::warn!(batch_id, state = %header.state, "lost the finalize claim before finishing");
                 return Ok(FinalizeReport::AlreadyFinal(header.state));
@@ -363,28 +448,22 @@ impl<D: BatchDomain> BatchEngine<D> {
     }
 
     /// Consolidates through the domain and adds what it changed to the audit record of the batch's
-    /// trigger. Returns the failure reason of a permanent consolidation error; on a transient error the
-    /// claim is released first, so the redelivery takes over now rather than after the lease.
-    async fn consolidate(&self, header: &BatchHeader, owner: &str) -> Result<Option<String>, EngineError> {
-        let result = match self.domain.consolidate(header).await {
+    /// trigger. Returns the failure reason of a permanent consolidation error; a transient error is
+    /// returned as an error, and the caller releases the claim so the redelivery takes over now rather
+    /// than after the lease.
+    async fn consolidate(&self, header: &BatchHeader) -> Result<Option<String>, EngineError> {
+        match self.domain.consolidate(header).await {
             Ok(report) => match self.store.record_consolidation(&header.trigger_message_id, &report).await {
                 Err(error) if !error.is_transient() => {
                     // The predictions are in place; an audit that cannot be written must not block them.
                     tracing::error!(batch_id = header.batch_id, %error, "could not audit the consolidation");
-                    Ok(())
+                    Ok(None)
                 }
-                other => other.map_err(EngineError::from),
+                other => other.map(|()| None).map_err(EngineError::from),
             },
-            Err(DomainError::Permanent(reason)) => return Ok(Some(format!("consolidation failed: {reason}"))),
+            Err(DomainError::Permanent(reason)) => Ok(Some(format!("consolidation failed: {reason}"))),
             Err(transient) => Err(transient.into()),
-        };
-        if let Err(error) = result {
-            if let Err(release) = self.store.release_claim(&header.batch_id, owner).await {
-                tracing::warn!(batch_id = header.batch_id, error = %release, "could not release the finalize claim; it expires with its lease");
-            }
-            return Err(error);
         }
-        Ok(None)
     }
 
     /// Logged once, by the instance that finished the batch, so one batch raises one alert.

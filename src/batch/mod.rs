@@ -1,6 +1,7 @@
 //! The generic fan-out/fan-in batch engine. It knows nothing about basketball: a domain plugs in by
 //! listing the items of a key, handling one item and consolidating a finished batch.
 //!
+//! - [`claims`]: the finalize claims this process holds, released at shutdown.
 //! - [`state`]: the state machine and its decisions, pure.
 //! - [`documents`]: the Firestore layout.
 //! - [`store`]: Firestore transactions (compare-and-set) for every decision.
@@ -17,6 +18,7 @@
 
 pub mod audit;
 pub mod backfill;
+pub mod claims;
 pub mod dead_letters;
 pub mod documents;
 pub mod domain;

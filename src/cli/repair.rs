@@ -41,6 +41,8 @@ struct MissingReport<'a> {
     expected: u64,
     pending: Vec<String>,
     redrive_count: u64,
+    /// Pending items the dead-letter role already put back to work, with how many times.
+    item_redrives: std::collections::BTreeMap<String, u64>,
 }
 
 async fn store(gcp: &GcpSettings) -> anyhow::Result<BatchStore> {
@@ -51,13 +53,16 @@ async fn store(gcp: &GcpSettings) -> anyhow::Result<BatchStore> {
 pub async fn missing(gcp: &GcpSettings, args: BatchArgs) -> anyhow::Result<()> {
     let store = store(gcp).await?;
     let header = store.header(&args.batch_id).await?.with_context(|| format!("no batch {}", args.batch_id))?;
-    let pending = store.items_in(&args.batch_id, ItemStatus::Pending).await.context("listing pending items")?;
+    let markers = store.markers_in(&args.batch_id, ItemStatus::Pending).await.context("listing pending items")?;
+    let item_redrives =
+        markers.iter().filter(|(_, m)| m.redrives > 0).map(|(id, m)| (id.clone(), m.redrives)).collect();
     let report = MissingReport {
         batch_id: &args.batch_id,
         state: header.state.to_string(),
         expected: header.expected_count,
-        pending,
+        pending: markers.into_iter().map(|(id, _)| id).collect(),
         redrive_count: header.redrive_count,
+        item_redrives,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -72,12 +77,16 @@ pub async fn missing(gcp: &GcpSettings, args: BatchArgs) -> anyhow::Result<()> {
         report.redrive_count
     );
     for item in &report.pending {
-        println!("  {item}");
+        match report.item_redrives.get(item) {
+            Some(redrives) => println!("  {item} (request redriven {redrives} times after running out of attempts)"),
+            None => println!("  {item}"),
+        }
     }
     Ok(())
 }
 
-/// `props-pipeline redrive BATCH`: re-publish the pending items' requests now.
+/// `props-pipeline redrive BATCH`: re-publish the pending items' requests now (or finish the fan-out
+/// of a PUBLISHING batch).
 pub async fn redrive(gcp: &GcpSettings, topics: &TopicNames, args: BatchArgs) -> anyhow::Result<()> {
     let store = store(gcp).await?;
     let pubsub = PubSub::connect(gcp).await?;
@@ -103,15 +112,9 @@ pub async fn redrive(gcp: &GcpSettings, topics: &TopicNames, args: BatchArgs) ->
             }
             Ok(())
         }
-        RedriveDecision::NotRunning(state) => bail!(
-            "batch {} is {state}, not RUNNING: nothing to redrive{}",
-            args.batch_id,
-            if state.is_final() {
-                ""
-            } else {
-                " (a PUBLISHING batch is resumed by its trigger; publish a regenerate trigger if that was lost)"
-            }
-        ),
+        RedriveDecision::NotRunning(state) => {
+            bail!("batch {} is {state}, not PUBLISHING or RUNNING: nothing to redrive", args.batch_id)
+        }
         // An operator redrive is neither delayed nor capped.
         RedriveDecision::NotDue | RedriveDecision::CapReached => {
             bail!("unexpected redrive decision {:?} for an operator request", report.decision)
