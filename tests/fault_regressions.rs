@@ -37,7 +37,6 @@ fn firestore_proxy() -> FaultProxy {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "fails until commit errors are classified Retry (issue 13a): the trigger is dead-lettered"]
 async fn a_failed_or_unanswered_seal_still_completes_its_batch() {
     for kind in [FaultKind::LostAnswer, FaultKind::Unavailable, FaultKind::DeadlineExceeded] {
         let mut harness = Harness::new("fault-seal").await;
@@ -69,7 +68,6 @@ async fn a_failed_or_unanswered_seal_still_completes_its_batch() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "fails until commit errors are classified Retry (issue 13a): the ready event is dead-lettered"]
 async fn a_lost_export_record_answer_still_writes_the_file() {
     const DATE: &str = "2023-05-02";
     let mut nba = NbaEnv::new("fault-export", &[DATE]).await;
