@@ -144,6 +144,15 @@ impl BatchStore {
 
     /// Ids of the items of `batch_id` in `status`, in id order.
     pub async fn items_in(&self, batch_id: &str, status: ItemStatus) -> Result<Vec<String>, StoreError> {
+        Ok(self.markers_in(batch_id, status).await?.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// The items of `batch_id` in `status` with their markers (error, completions), in id order.
+    pub async fn markers_in(
+        &self,
+        batch_id: &str,
+        status: ItemStatus,
+    ) -> Result<Vec<(String, ItemMarker)>, StoreError> {
         let parent = self.batch_path(batch_id)?;
         let status_text = serde_json::to_value(status).ok().and_then(|v| v.as_str().map(String::from));
         let documents = self
@@ -156,9 +165,16 @@ impl BatchStore {
             .query()
             .await
             .map_err(firestore_error("listing item markers"))?;
-        let mut ids: Vec<String> = documents.iter().map(|d| document_id(d).to_string()).collect();
-        ids.sort();
-        Ok(ids)
+        let mut markers = documents
+            .iter()
+            .map(|d| {
+                let marker = FirestoreDb::deserialize_doc_to::<ItemMarker>(d)
+                    .map_err(firestore_error("decoding an item marker"))?;
+                Ok((document_id(d).to_string(), marker))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        markers.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(markers)
     }
 
     /// Sums the counter shards with one aggregation query (billed as one read, whatever the shard count).
