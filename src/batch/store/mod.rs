@@ -153,7 +153,7 @@ impl BatchStore {
         Ok(self.markers_in(batch_id, status).await?.into_iter().map(|(id, _)| id).collect())
     }
 
-    /// The items of `batch_id` in `status` with their markers, in id order.
+    /// The items of `batch_id` in `status` with their markers (error, completions), in id order.
     pub async fn markers_in(
         &self,
         batch_id: &str,
@@ -174,11 +174,11 @@ impl BatchStore {
         let mut markers = documents
             .iter()
             .map(|d| {
-                FirestoreDb::deserialize_doc_to::<ItemMarker>(d)
-                    .map(|marker| (document_id(d).to_string(), marker))
-                    .map_err(firestore_error("decoding an item marker"))
+                let marker = FirestoreDb::deserialize_doc_to::<ItemMarker>(d)
+                    .map_err(firestore_error("decoding an item marker"))?;
+                Ok((document_id(d).to_string(), marker))
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, StoreError>>()?;
         markers.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(markers)
     }
