@@ -327,3 +327,39 @@ impl<D: BatchDomain> BatchEngine<D> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use firestore::errors::{FirestoreDatabaseError, FirestoreError, FirestoreErrorPublicGenericDetails};
+
+    use super::*;
+
+    fn commit_error(code: &str) -> EngineError {
+        let source = FirestoreError::DatabaseError(FirestoreDatabaseError {
+            public: FirestoreErrorPublicGenericDetails { code: code.into() },
+            details: "commit (test)".into(),
+            retry_possible: false,
+        });
+        EngineError::Store(StoreError::Firestore { operation: "sealing a batch", source: Box::new(source) })
+    }
+
+    #[test]
+    fn a_trigger_whose_seal_commit_timed_out_is_retried_not_rejected() {
+        assert_eq!(commit_error("DeadlineExceeded").retryability(), Retryability::Retry);
+        assert_eq!(commit_error("Unavailable").retryability(), Retryability::Retry);
+        assert_eq!(commit_error("Internal").retryability(), Retryability::Retry);
+        assert_eq!(commit_error("FailedPrecondition").retryability(), Retryability::Reject);
+    }
+
+    #[test]
+    fn only_bad_input_or_a_permanent_domain_verdict_rejects() {
+        let held = EngineError::ClaimHeld { batch_id: "b".into(), owner: "a".into(), expires_in: Duration::ZERO };
+        assert!(held.is_transient());
+        assert!(EngineError::Domain(DomainError::Transient("read failed".into())).is_transient());
+        assert!(!EngineError::Domain(DomainError::Permanent("no slate".into())).is_transient());
+        assert!(!EngineError::InvalidItem("a/b".into()).is_transient());
+        assert!(!EngineError::Store(StoreError::UnknownBatch("b".into())).is_transient());
+    }
+}
