@@ -72,6 +72,8 @@ struct MissingReport<'a> {
     /// Items that ended failed, with why.
     failed: Vec<FailedItem>,
     redrive_count: u64,
+    /// Pending items the dead-letter role already put back to work, with how many times.
+    item_redrives: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -97,18 +99,21 @@ pub async fn missing(args: MissingArgs) -> anyhow::Result<()> {
         (None, None) => bail!("name a batch id or --game-date"),
     };
     let header = store.header(&batch_id).await?.ok_or_else(|| Exit::no_batch(&batch_id))?;
-    let pending = store.items_in(&batch_id, ItemStatus::Pending).await.context("listing pending items")?;
+    let pending = store.markers_in(&batch_id, ItemStatus::Pending).await.context("listing pending items")?;
+    let item_redrives =
+        pending.iter().filter(|(_, m)| m.redrives > 0).map(|(id, m)| (id.clone(), m.redrives)).collect();
     let failed = store.markers_in(&batch_id, ItemStatus::Failed).await.context("listing failed items")?;
     let report = MissingReport {
         batch_id: &batch_id,
         state: header.state.to_string(),
         expected: header.expected_count,
-        pending,
+        pending: pending.into_iter().map(|(id, _)| id).collect(),
         failed: failed
             .into_iter()
             .map(|(item, marker)| FailedItem { item, error: marker.error, attempts: marker.attempts })
             .collect(),
         redrive_count: header.redrive_count,
+        item_redrives,
     };
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?)?;
@@ -128,7 +133,13 @@ pub async fn missing(args: MissingArgs) -> anyhow::Result<()> {
     }
     let columns =
         [Column::left("ITEM", 32), Column::left("STATE", 7), Column::right("ATTEMPTS"), Column::left("ERROR", 100)];
-    let pending = report.pending.iter().map(|item| vec![item.clone(), "pending".into(), "0".into(), "-".into()]);
+    let pending = report.pending.iter().map(|item| {
+        let note = match report.item_redrives.get(item) {
+            Some(redrives) => format!("request redriven {redrives} times after running out of attempts"),
+            None => "-".into(),
+        };
+        vec![item.clone(), "pending".into(), "0".into(), note]
+    });
     let failed = report
         .failed
         .iter()
@@ -150,7 +161,8 @@ async fn newest_batch(store: &BatchStore, game_date: &str) -> anyhow::Result<Str
     Ok(newest.batch_id)
 }
 
-/// `props-pipeline redrive BATCH`: re-publish the pending items' requests now.
+/// `props-pipeline redrive BATCH`: re-publish the pending items' requests now (or finish the fan-out
+/// of a PUBLISHING batch).
 pub async fn redrive(args: RedriveArgs) -> anyhow::Result<()> {
     let gcp = &args.google.settings();
     let store = store(gcp).await?;
@@ -182,15 +194,9 @@ pub async fn redrive(args: RedriveArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        RedriveDecision::NotRunning(state) => bail!(
-            "batch {} is {state}, not RUNNING: nothing to redrive{}",
-            args.batch_id,
-            if state.is_final() {
-                ""
-            } else {
-                " (a PUBLISHING batch is resumed by its trigger; publish a regenerate trigger if that was lost)"
-            }
-        ),
+        RedriveDecision::NotRunning(state) => {
+            bail!("batch {} is {state}, not PUBLISHING or RUNNING: nothing to redrive", args.batch_id)
+        }
         // An operator redrive is neither delayed nor capped.
         RedriveDecision::NotDue | RedriveDecision::CapReached => {
             bail!("unexpected redrive decision {:?} for an operator request", report.decision)

@@ -6,11 +6,13 @@
 mod begin;
 mod completion;
 mod finalize;
+mod header;
 mod sweep;
 
 pub use begin::{BeginOutcome, NewBatch};
-pub use completion::CompletionRecord;
+pub use completion::{CompletionRecord, ItemRedrive};
 pub use finalize::{ClaimOutcome, FinishOutcome};
+pub(crate) use header::is_precondition_failure;
 
 use firestore::errors::{BackoffError, FirestoreError};
 use firestore::{FirestoreDb, FirestoreResult, FirestoreTransaction};
@@ -19,6 +21,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use super::documents::{BATCHES, BatchHeader, COUNTERS, CounterShard, ITEMS, ItemMarker, ItemStatus};
+use crate::gcp::errors::{Retryability, classify_firestore};
 use crate::gcp::firestore::document_id;
 use crate::ops::metrics::TransactionAttempts;
 
@@ -38,17 +41,20 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// What retrying the message can do (the one classification in [`crate::gcp::errors`]).
+    pub fn retryability(&self) -> Retryability {
+        match self {
+            StoreError::Firestore { source, .. } => classify_firestore(source),
+            // BatchWrite answers per write; the create-only codes are handled where it is called, so
+            // any other failure there is the server's, worth another try.
+            StoreError::BatchWriteFailed { .. } => Retryability::Retry,
+            StoreError::UnknownBatch(_) | StoreError::ItemsChanged { .. } => Retryability::Reject,
+        }
+    }
+
     /// Whether retrying the message later may succeed.
     pub fn is_transient(&self) -> bool {
-        match self {
-            StoreError::Firestore { source, .. } => {
-                crate::gcp::errors::is_transient_firestore(source)
-                    || matches!(**source, FirestoreError::ErrorInTransaction(_))
-            }
-            // BatchWrite answers per write; a failure there is the server's, worth another try.
-            StoreError::BatchWriteFailed { .. } => true,
-            StoreError::UnknownBatch(_) | StoreError::ItemsChanged { .. } => false,
-        }
+        self.retryability() == Retryability::Retry
     }
 }
 
