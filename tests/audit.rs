@@ -20,10 +20,10 @@ use props_pipeline::batch::state::BatchState;
 use props_pipeline::consumer::{Delivery, MessageHandler, Outcome};
 use props_pipeline::messages::TriggerMode;
 
-fn delivery(message_id: &str, body: &'static [u8]) -> Delivery {
+fn delivery(message_id: &str, body: impl Into<Bytes>) -> Delivery {
     Delivery {
         message_id: message_id.into(),
-        data: Bytes::from_static(body),
+        data: body.into(),
         attributes: HashMap::new(),
         delivery_attempt: Some(1),
         subscription: "prediction-trigger-coordinator".into(),
@@ -136,6 +136,16 @@ async fn every_trigger_is_recorded_once_with_its_outcome_and_the_consolidation_c
     assert_eq!(filtered["records"].as_array().map(Vec::len), Some(3), "the rejected trigger is for another date");
     let table = run(&[]);
     assert!(table.contains("superseding") && table.contains("no_op") && table.contains("rejected"), "{table}");
+
+    // A rejected trigger's text of any size stays a bounded row in the table; --json has it whole.
+    let long_reason = "r".repeat(3000);
+    let body = format!(r#"{{"game_date":"2024-04-24","mode":"restart","reason":"{long_reason}"}}"#);
+    role.handle(&delivery("t5", body)).await;
+    let table = run(&[]);
+    assert!(table.lines().all(|line| line.chars().count() < 400), "{table}");
+    assert!(table.lines().any(|line| line.contains("rrr…")), "cut with an ellipsis: {table}");
+    let json: serde_json::Value = serde_json::from_str(&run(&["--json", "--game-date", "2024-04-24"])).unwrap();
+    assert_eq!(json["records"][0]["reason"], long_reason.as_str());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

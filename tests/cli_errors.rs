@@ -101,6 +101,20 @@ fn contradictory_or_ignored_flags_are_refused() {
 }
 
 #[test]
+fn a_usage_error_does_not_list_flags_the_environment_set() {
+    let output = binary()
+        .args(["status", "--timeout-secs", "5"])
+        .env("FIRESTORE_EMULATOR_HOST", "127.0.0.1:1")
+        .env("GOOGLE_CLOUD_PROJECT", "props-local")
+        .output()
+        .expect("run");
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    let usage = text.lines().find(|l| l.starts_with("Usage: ")).unwrap_or_default();
+    assert_eq!(usage, "Usage: props-pipeline status [OPTIONS] [BATCH_ID]", "{text}");
+}
+
+#[test]
 fn each_command_lists_only_the_flags_it_uses() {
     let help = |command: &str| {
         let output = binary().args([command, "--help"]).output().expect("run");

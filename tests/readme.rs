@@ -304,6 +304,6 @@ async fn every_block_runs_as_written_or_says_why_not() {
                 .push(format!("{file}: `{key}` ended {status:?} after SIGTERM:\n{}", tail(&workspace.output(&name))));
         }
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(failures.is_empty(), "outputs kept in {}:\n{}", workspace.dir.display(), failures.join("\n\n"));
     let _ = fs::remove_dir_all(&workspace.dir);
 }
