@@ -9,9 +9,10 @@ use thiserror::Error;
 
 use super::audit::AuditOutcome;
 use super::documents::{BatchHeader, ItemStatus};
-use super::domain::{BatchDomain, DomainError};
+use super::domain::{BatchDomain, ConsolidationReport, DomainError};
 use super::settings::EngineSettings;
 use super::state::{BatchState, ClaimDecision, decide_claim, is_low_coverage, outcome};
+use super::status::skipped_items;
 use super::store::{BatchStore, BeginOutcome, CompletionRecord, FinishOutcome, NewBatch, StoreError};
 use crate::config::TopicNames;
 use crate::gcp::GcpError;
@@ -325,12 +326,12 @@ impl<D: BatchDomain> BatchEngine<D> {
         let header = claim.header;
         // Consolidate only a batch that will complete: `finish` itself applies the failure policy
         // and supersedes a batch whose date pointer moved on.
-        let will_fail =
-            outcome(totals.failed, header.expected_count, header.tolerated_failed_fraction) == BatchState::Failed;
+        let will_fail = outcome(totals.failed, totals.skipped, header.expected_count, header.tolerated_failed_fraction)
+            == BatchState::Failed;
         let failure_reason = if will_fail || !self.store.is_current(&header).await? {
             None
         } else {
-            self.consolidate(&header, &owner).await?
+            self.consolidate(&header, &owner, totals.skipped).await?
         };
         let finished = match self.store.finish(batch_id, &owner, totals, failure_reason.as_deref()).await? {
             FinishOutcome::NotOwner(header) => {
@@ -341,7 +342,13 @@ impl<D: BatchDomain> BatchEngine<D> {
         };
         match finished.state {
             BatchState::Complete => {
-                tracing::info!(batch_id, done = totals.done, failed = totals.failed, "batch complete");
+                tracing::info!(
+                    batch_id,
+                    done = totals.done,
+                    failed = totals.failed,
+                    skipped = totals.skipped,
+                    "batch complete"
+                );
                 self.alert_if_low_coverage(&finished);
                 self.announce(&finished).await?;
             }
@@ -365,9 +372,14 @@ impl<D: BatchDomain> BatchEngine<D> {
     /// Consolidates through the domain and adds what it changed to the audit record of the batch's
     /// trigger. Returns the failure reason of a permanent consolidation error; on a transient error the
     /// claim is released first, so the redelivery takes over now rather than after the lease.
-    async fn consolidate(&self, header: &BatchHeader, owner: &str) -> Result<Option<String>, EngineError> {
+    async fn consolidate(
+        &self,
+        header: &BatchHeader,
+        owner: &str,
+        skipped: u64,
+    ) -> Result<Option<String>, EngineError> {
         let result = match self.domain.consolidate(header).await {
-            Ok(report) => match self.store.record_consolidation(&header.trigger_message_id, &report).await {
+            Ok(report) => match self.audit_consolidation(header, &report, skipped).await {
                 Err(error) if !error.is_transient() => {
                     // The predictions are in place; an audit that cannot be written must not block them.
                     tracing::error!(batch_id = header.batch_id, %error, "could not audit the consolidation");
@@ -385,6 +397,18 @@ impl<D: BatchDomain> BatchEngine<D> {
             return Err(error);
         }
         Ok(None)
+    }
+
+    /// Adds the consolidation's counts and the skipped items (with their reasons) to the audit record.
+    async fn audit_consolidation(
+        &self,
+        header: &BatchHeader,
+        report: &ConsolidationReport,
+        skipped: u64,
+    ) -> Result<(), StoreError> {
+        // Most batches skip nothing: spare them the query.
+        let skipped = if skipped == 0 { Vec::new() } else { skipped_items(&self.store, &header.batch_id).await? };
+        self.store.record_consolidation(&header.trigger_message_id, report, &skipped).await
     }
 
     /// Logged once, by the instance that finished the batch, so one batch raises one alert.

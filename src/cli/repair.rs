@@ -8,6 +8,7 @@ use clap::Args;
 use props_pipeline::batch::documents::ItemStatus;
 use props_pipeline::batch::engine::BatchEngine;
 use props_pipeline::batch::settings::EngineSettings;
+use props_pipeline::batch::status::{SkippedItem, skipped_items};
 use props_pipeline::batch::store::BatchStore;
 use props_pipeline::batch::sweep_policy::{RedriveDecision, RedriveRequest};
 use props_pipeline::config::{GcpSettings, TopicNames};
@@ -40,6 +41,8 @@ struct MissingReport<'a> {
     state: String,
     expected: u64,
     pending: Vec<String>,
+    /// Items the domain declined, with the reason: terminal, so not redriven.
+    skipped: Vec<SkippedItem>,
     redrive_count: u64,
 }
 
@@ -47,16 +50,18 @@ async fn store(gcp: &GcpSettings) -> anyhow::Result<BatchStore> {
     Ok(BatchStore::new(props_pipeline::gcp::firestore::connect(gcp).await?))
 }
 
-/// `props-pipeline missing BATCH`: the items without a completion.
+/// `props-pipeline missing BATCH`: the items without a completion, and the skipped ones with why.
 pub async fn missing(gcp: &GcpSettings, args: BatchArgs) -> anyhow::Result<()> {
     let store = store(gcp).await?;
     let header = store.header(&args.batch_id).await?.with_context(|| format!("no batch {}", args.batch_id))?;
     let pending = store.items_in(&args.batch_id, ItemStatus::Pending).await.context("listing pending items")?;
+    let skipped = skipped_items(&store, &args.batch_id).await.context("listing skipped items")?;
     let report = MissingReport {
         batch_id: &args.batch_id,
         state: header.state.to_string(),
         expected: header.expected_count,
         pending,
+        skipped,
         redrive_count: header.redrive_count,
     };
     if args.json {
@@ -73,6 +78,12 @@ pub async fn missing(gcp: &GcpSettings, args: BatchArgs) -> anyhow::Result<()> {
     );
     for item in &report.pending {
         println!("  {item}");
+    }
+    if !report.skipped.is_empty() {
+        println!("{} items skipped (terminal, not redriven):", report.skipped.len());
+        for skipped in &report.skipped {
+            println!("  {}: {}", skipped.item, skipped.reason);
+        }
     }
     Ok(())
 }

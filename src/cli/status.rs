@@ -88,8 +88,8 @@ pub(super) async fn follow(
         match one(store, batch_id).await? {
             Some(status) => {
                 bar.set_length(status.expected);
-                bar.set_position(status.done + status.failed);
-                bar.set_message(format!("{} ({} failed)", status.state, status.failed));
+                bar.set_position(status.expected.saturating_sub(status.pending));
+                bar.set_message(format!("{} ({} failed, {} skipped)", status.state, status.failed, status.skipped));
                 if status.state.is_final() {
                     break status;
                 }
@@ -114,11 +114,12 @@ pub(super) async fn follow(
 
 fn summarize(status: &BatchStatus) {
     println!(
-        "{} {}: {} done, {} failed of {} (generation {}, coverage {})",
+        "{} {}: {} done, {} failed, {} skipped of {} (generation {}, coverage {})",
         status.batch_id,
         status.state,
         status.done,
         status.failed,
+        status.skipped,
         status.expected,
         status.generation,
         percent(status.coverage)
@@ -136,18 +137,19 @@ fn print_table(report: &StatusReport) {
         return;
     }
     println!(
-        "{:<36} {:<10} {:>3} {:<11} {:>7} {:>7} {:>7} {:>7} {:>8}  CREATED",
-        "BATCH", "DATE", "GEN", "STATE", "DONE", "FAILED", "PENDING", "TOTAL", "COVERAGE"
+        "{:<36} {:<10} {:>3} {:<11} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8}  CREATED",
+        "BATCH", "DATE", "GEN", "STATE", "DONE", "FAILED", "SKIPPED", "PENDING", "TOTAL", "COVERAGE"
     );
     for b in &report.batches {
         println!(
-            "{:<36} {:<10} {:>3} {:<11} {:>7} {:>7} {:>7} {:>7} {:>8}  {}",
+            "{:<36} {:<10} {:>3} {:<11} {:>7} {:>7} {:>7} {:>7} {:>7} {:>8}  {}",
             b.batch_id,
             b.game_date,
             b.generation,
             b.state,
             b.done,
             b.failed,
+            b.skipped,
             b.pending,
             b.expected,
             percent(b.coverage),

@@ -95,12 +95,14 @@ pub struct BatchStore {
 pub struct Totals {
     pub done: u64,
     pub failed: u64,
+    pub skipped: u64,
     pub predictions: u64,
 }
 
 impl Totals {
+    /// Items with a final outcome: done, failed or skipped.
     pub fn terminal(&self) -> u64 {
-        self.done + self.failed
+        self.done + self.failed + self.skipped
     }
 }
 
@@ -161,6 +163,37 @@ impl BatchStore {
         Ok(ids)
     }
 
+    /// The markers of `batch_id` in `status` with their ids, in id order (e.g. skipped items and
+    /// their reasons).
+    pub async fn markers_in(
+        &self,
+        batch_id: &str,
+        status: ItemStatus,
+    ) -> Result<Vec<(String, ItemMarker)>, StoreError> {
+        let parent = self.batch_path(batch_id)?;
+        let status_text = serde_json::to_value(status).ok().and_then(|v| v.as_str().map(String::from));
+        let documents = self
+            .db
+            .fluent()
+            .select()
+            .from(ITEMS)
+            .parent(parent)
+            .filter(|q| q.for_all([q.field("status").eq(status_text.clone().unwrap_or_default())]))
+            .query()
+            .await
+            .map_err(firestore_error("listing item markers"))?;
+        let mut markers = documents
+            .iter()
+            .map(|doc| {
+                FirestoreDb::deserialize_doc_to::<ItemMarker>(doc)
+                    .map(|marker| (document_id(doc).to_string(), marker))
+                    .map_err(firestore_error("decoding an item marker"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        markers.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(markers)
+    }
+
     /// Sums the counter shards with one aggregation query (billed as one read, whatever the shard count).
     pub async fn totals(&self, batch_id: &str) -> Result<Totals, StoreError> {
         #[derive(Debug, Default, Deserialize)]
@@ -169,6 +202,8 @@ impl BatchStore {
             done: f64,
             #[serde(default)]
             failed: f64,
+            #[serde(default)]
+            skipped: f64,
             #[serde(default)]
             predictions: f64,
         }
@@ -183,6 +218,7 @@ impl BatchStore {
                 a.fields([
                     a.field("done").sum("done"),
                     a.field("failed").sum("failed"),
+                    a.field("skipped").sum("skipped"),
                     a.field("predictions").sum("predictions"),
                 ])
             })
@@ -192,7 +228,12 @@ impl BatchStore {
             .map_err(firestore_error("summing counter shards"))?;
         let sums = sums.into_iter().next().unwrap_or_default();
         // Sums of integers come back as integers or doubles depending on the server; both fit u64.
-        Ok(Totals { done: sums.done as u64, failed: sums.failed as u64, predictions: sums.predictions as u64 })
+        Ok(Totals {
+            done: sums.done as u64,
+            failed: sums.failed as u64,
+            skipped: sums.skipped as u64,
+            predictions: sums.predictions as u64,
+        })
     }
 
     /// Every shard document, for tests and tools that check the aggregation.
