@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::store::{EXPORTS, ExportRecord, StoredPrediction, current_predictions, fingerprint, firestore_error};
 use super::types::PlayerPrediction;
+use crate::batch::status::skipped_items;
 use crate::batch::store::{BatchStore, StoreError};
 use crate::consumer::{Delivery, MessageHandler, Outcome};
 use crate::messages::ReadyMessage;
@@ -39,11 +40,22 @@ pub struct ExportFile {
     pub coverage: Option<f64>,
     /// Players sorted by `player_lookup`.
     pub players: Vec<PlayerPrediction>,
+    /// Slate players the model declined (too little history), with the reason; by `player_lookup`.
+    #[serde(default)]
+    pub skipped_players: Vec<SkippedPlayer>,
     pub attribution: String,
 }
 
+/// A slate player without predictions, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedPlayer {
+    pub player_lookup: String,
+    pub reason: String,
+}
+
 const ATTRIBUTION: &str = "Statistics originate from NBA.com (via the MIT-licensed NocturneBear/NBA-Data-2010-2024 and \
-spon7ge/NBA-Prop-Predictor data sets). Prop lines are synthetic: floor(mean of the last 10 games) + 0.5 at -110/-110.";
+spon7ge/NBA-Prop-Predictor data sets). Prop lines are synthetic: the half point nearest the median of the player's last 20 games, priced from \
+the share of those games over it with a standard vig.";
 
 /// What handling one ready event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +108,17 @@ impl Exporter {
             .collect();
         players.sort_by(|a, b| a.player_lookup.cmp(&b.player_lookup));
         // Coverage comes from the batch, where finalization recorded it once; re-exports read the same.
-        let batch = BatchStore::new(self.db.clone()).header(&ready.batch_id).await?;
+        let store = BatchStore::new(self.db.clone());
+        let batch = store.header(&ready.batch_id).await?;
+        let skipped_players = if batch.as_ref().and_then(|b| b.skipped_count).unwrap_or(0) > 0 {
+            skipped_items(&store, &ready.batch_id)
+                .await?
+                .into_iter()
+                .map(|s| SkippedPlayer { player_lookup: s.item, reason: s.reason })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let file = ExportFile {
             schema_version: EXPORT_SCHEMA_VERSION,
             game_date: date.clone(),
@@ -106,6 +128,7 @@ impl Exporter {
             predicted_players: batch.as_ref().and_then(|b| b.done_count),
             coverage: batch.as_ref().and_then(|b| b.coverage),
             players,
+            skipped_players,
             attribution: ATTRIBUTION.to_string(),
         };
         // Serializing plain data cannot fail.
@@ -277,6 +300,7 @@ mod tests {
             predicted_players: None,
             coverage: None,
             players: vec![],
+            skipped_players: vec![],
             attribution: String::new(),
         };
         write_atomically(&path, &serde_json::to_vec(&file).unwrap()).unwrap();
