@@ -79,9 +79,9 @@ fn write_report(out: &mut String, report: &BacktestReport) -> std::fmt::Result {
     writeln!(out)?;
     if report.baselines_coincide {
         writeln!(out, "Note: every line is priced at even odds on both sides (-110/-110), so the de-vigged market")?;
-        writeln!(out, "probability is 0.5 on every prop: \"line as median\" coincides with \"always 50%\".")?;
+        writeln!(out, "probability is 0.5 on every prop: \"market\" coincides with \"always 50%\".")?;
     } else {
-        writeln!(out, "\"line as median\" uses each line's de-vigged market probability; \"always 50%\" uses 0.5.")?;
+        writeln!(out, "\"market\" uses each line's de-vigged market probability; \"always 50%\" uses 0.5.")?;
     }
 
     write_picks(out, report)?;
