@@ -67,7 +67,7 @@ print(f"{'player':<24} {'team':<4} {'prop':<9} {'line':>5} {'proj':>6} {'market'
 for p, q in picks[:10]:
     print(f"{p['player_name']:<24} {p['team']:<4} {q['stat']:<9} {q['line']:>5.1f} {q['projection']:>6.1f} "
           f"{q['market_p_over']:>6.3f} {q['p_over']:>6.3f} {q['edge']:>+6.3f}  {q['recommendation']}")
-print(f"\nOnly the {len(offered)} players projected 20+ minutes are offered (as a sportsbook would post);"
+print(f"\nOnly the {len(offered)} players projected 15+ minutes are offered (as a sportsbook would post);"
       f" left out: {len(not_offered)} ({', '.join(not_offered) or 'none'}).")
 skipped = data.get("skipped_players", [])
 if skipped:

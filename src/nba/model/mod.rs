@@ -76,7 +76,7 @@ impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig {
             half_life_games: 8.0,
-            prior_games: 6.0,
+            prior_games: 2.0,
             min_games: crate::nba::data::MIN_MARKET_GAMES,
             recent_minutes_games: 5,
             edge_threshold: 0.03,

@@ -15,7 +15,7 @@ const SD_FLOOR_SHARE: f64 = 0.25;
 
 /// Projected minutes from which a player's props are marked offered: sportsbooks post props for
 /// starters and the main rotation, not for deep-bench minutes (where a 0.5 threes line is noise).
-pub const OFFERED_MIN_MINUTES: f64 = 20.0;
+pub const OFFERED_MIN_MINUTES: f64 = 15.0;
 
 /// A player's fitted outcome distributions for one game, before any line or price.
 #[derive(Debug, Clone, PartialEq)]

@@ -113,7 +113,8 @@ fn shrinkage_pulls_short_histories_toward_the_league() {
     assert!(short > 15.0 && short < 30.0, "{short}");
     assert!(long > short && long < 30.0, "{long} vs {short}");
     let w: f64 = (0..3).map(|i| 0.5f64.powf(i as f64 / 8.0)).sum();
-    assert!((short - 30.0 * (w * 1.0 + 6.0 * 0.5) / (w + 6.0)).abs() < 1e-9, "{short}");
+    let k = ModelConfig::default().prior_games;
+    assert!((short - 30.0 * (w * 1.0 + k * 0.5) / (w + k)).abs() < 1e-9, "{short}");
 }
 
 #[test]
