@@ -124,5 +124,8 @@ async fn the_readme_date_completes_and_its_export_lists_the_skipped_players() {
         file.skipped_players
     );
     assert!(file.players.iter().all(|p| file.skipped_players.iter().all(|s| s.player_lookup != p.player_lookup)));
+    assert_eq!(file.model_versions.len(), 1, "{:?}", file.model_versions);
+    assert!(file.model_versions[0].starts_with("props-model-2+cal."), "a calibrated model: {:?}", file.model_versions);
+    assert!(file.players.iter().any(|p| p.offered) && file.players.iter().any(|p| !p.offered));
     nba.stop().await;
 }

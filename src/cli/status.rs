@@ -114,12 +114,13 @@ pub(super) async fn follow(
 
 fn summarize(status: &BatchStatus) {
     println!(
-        "{} {}: {} done, {} failed, {} skipped of {} (generation {}, coverage {})",
+        "{} {}: {} done, {} failed{} of {} (generation {}, coverage {})",
         status.batch_id,
         status.state,
         status.done,
         status.failed,
-        status.skipped,
+        // Only batches with skipped items say so, so the usual line stays as it was.
+        if status.skipped > 0 { format!(", {} skipped", status.skipped) } else { String::new() },
         status.expected,
         status.generation,
         percent(status.coverage)

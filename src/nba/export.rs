@@ -40,6 +40,10 @@ pub struct ExportFile {
     pub coverage: Option<f64>,
     /// Players sorted by `player_lookup`.
     pub players: Vec<PlayerPrediction>,
+    /// The distinct `model_version`s of `players` (one, unless predictions of a generation were made by
+    /// workers of different releases), sorted.
+    #[serde(default)]
+    pub model_versions: Vec<String>,
     /// Slate players the model declined (too little history), with the reason; by `player_lookup`.
     #[serde(default)]
     pub skipped_players: Vec<SkippedPlayer>,
@@ -127,6 +131,7 @@ impl Exporter {
             slate_players: batch.as_ref().map(|b| b.expected_count),
             predicted_players: batch.as_ref().and_then(|b| b.done_count),
             coverage: batch.as_ref().and_then(|b| b.coverage),
+            model_versions: model_versions(&players),
             players,
             skipped_players,
             attribution: ATTRIBUTION.to_string(),
@@ -209,6 +214,11 @@ struct StoredExportRecord {
     record: ExportRecord,
     #[serde(with = "firestore::serialize_as_timestamp")]
     exported_at: FirestoreInstant,
+}
+
+fn model_versions(players: &[PlayerPrediction]) -> Vec<String> {
+    let versions: std::collections::BTreeSet<&str> = players.iter().map(|p| p.model_version.as_str()).collect();
+    versions.into_iter().map(String::from).collect()
 }
 
 fn generation_in_file(path: &Path) -> Option<u64> {
@@ -300,6 +310,7 @@ mod tests {
             predicted_players: None,
             coverage: None,
             players: vec![],
+            model_versions: vec![],
             skipped_players: vec![],
             attribution: String::new(),
         };
