@@ -57,11 +57,19 @@ echo "==> exported: $export_file"
 python3 - "$export_file" <<'PY'
 import json, sys
 data = json.load(open(sys.argv[1]))
-picks = [(p, q) for p in data["players"] for q in p["props"] if q["recommendation"] != "PASS"]
+offered = [p for p in data["players"] if p.get("offered")]
+not_offered = [p["player_name"] for p in data["players"] if not p.get("offered")]
+picks = [(p, q) for p in offered for q in p["props"] if q["recommendation"] != "PASS"]
 picks.sort(key=lambda pq: -abs(pq[1]["edge"]))
-print(f"\nStrongest picks for {data['game_date']} (generation {data['generation']}, {len(data['players'])} players; synthetic lines)")
-print(f"{'player':<24} {'team':<4} {'prop':<9} {'line':>5} {'proj':>6} {'p_over':>6} {'edge':>6}  pick")
+version = data["players"][0].get("model_version", "?") if data["players"] else "?"
+print(f"\nStrongest picks for {data['game_date']} (generation {data['generation']}, model {version}; synthetic lines)")
+print(f"{'player':<24} {'team':<4} {'prop':<9} {'line':>5} {'proj':>6} {'market':>6} {'p_over':>6} {'edge':>6}  pick")
 for p, q in picks[:10]:
     print(f"{p['player_name']:<24} {p['team']:<4} {q['stat']:<9} {q['line']:>5.1f} {q['projection']:>6.1f} "
-          f"{q['p_over']:>6.3f} {q['edge']:>+6.3f}  {q['recommendation']}")
+          f"{q['market_p_over']:>6.3f} {q['p_over']:>6.3f} {q['edge']:>+6.3f}  {q['recommendation']}")
+print(f"\nOnly the {len(offered)} players projected 15+ minutes are offered (as a sportsbook would post);"
+      f" left out: {len(not_offered)} ({', '.join(not_offered) or 'none'}).")
+skipped = data.get("skipped_players", [])
+if skipped:
+    print(f"Skipped (not priced): " + "; ".join(f"{s['player_lookup']}: {s['reason']}" for s in skipped))
 PY

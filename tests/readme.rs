@@ -69,9 +69,9 @@ const PLAN: &[(&str, &str, Action)] = &[
         Run { exit: 0, line: "published to prediction-trigger" },
     ),
     (README, "props-pipeline status", Run { exit: 0, line: " COMPLETE: " }),
-    // Until players with too little history are told apart from failures, this date fails (exit 3).
-    (README, "props-pipeline load --game-date 2024-04-22", Run { exit: 0, line: "exit 3" }),
-    (README, "props-pipeline missing --game-date 2024-04-22", Run { exit: 0, line: "3 required" }),
+    // Players with too little history are skipped, not failed: the date completes.
+    (README, "props-pipeline load --game-date 2024-04-22", Run { exit: 0, line: "skipped (state COMPLETE" }),
+    (README, "props-pipeline missing --game-date 2024-04-22", Run { exit: 0, line: "5 required" }),
     (
         README,
         "props-pipeline redrive 2024-04-22-m1234",
@@ -85,7 +85,7 @@ const PLAN: &[(&str, &str, Action)] = &[
     ),
     (
         README,
-        "props-pipeline backtest --from 2023-04-15 --to 2023-06-12 --chart calibration.svg",
+        "props-pipeline backtest --from 2025-04-19 --to 2025-06-22 --chart calibration.svg",
         Run { exit: 0, line: "Brier score" },
     ),
     (

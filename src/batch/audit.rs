@@ -15,6 +15,7 @@ use serde_json::Value;
 use super::documents::BatchHeader;
 use super::domain::ConsolidationReport;
 use super::state::BatchState;
+use super::status::SkippedItem;
 use super::store::{BatchStore, NewBatch, StoreError, firestore_error};
 
 pub const AUDIT: &str = "audit";
@@ -104,6 +105,10 @@ pub struct AuditRecord {
     /// Times the sweeper resumed this trigger's batch while it was stuck in PUBLISHING.
     #[serde(default)]
     pub publishing_resumes: u64,
+    /// Set with the consolidation counts: the items the domain declined, with the reason (at most
+    /// [`MAX_AUDITED_SKIPS`]; the batch's `skipped_count` has the total).
+    #[serde(default)]
+    pub skipped_items: Option<Vec<SkippedItem>>,
 }
 
 /// A counter on a trigger's audit record.
@@ -121,6 +126,9 @@ impl AuditCounter {
         }
     }
 }
+
+/// Skipped items listed in one audit record, so a huge batch cannot outgrow Firestore's 1 MiB document.
+pub const MAX_AUDITED_SKIPS: usize = 500;
 
 impl AuditRecord {
     /// A record of a valid trigger's decision (the batch fields are filled in by the caller).
@@ -145,6 +153,7 @@ impl AuditRecord {
             consolidated_at: None,
             item_redrives: 0,
             publishing_resumes: 0,
+            skipped_items: None,
         }
     }
 
@@ -192,6 +201,7 @@ impl AuditRecord {
             consolidated_at: None,
             item_redrives: 0,
             publishing_resumes: 0,
+            skipped_items: None,
         }
     }
 }
@@ -238,20 +248,25 @@ impl BatchStore {
         &self,
         trigger_message_id: &str,
         report: &ConsolidationReport,
+        skipped: &[SkippedItem],
     ) -> Result<(), StoreError> {
         let report = *report;
+        let skipped: Vec<SkippedItem> = skipped.iter().take(MAX_AUDITED_SKIPS).cloned().collect();
         self.db()
             .run_transaction(|db, tx| {
-                let message_id = trigger_message_id.to_string();
+                let (message_id, skipped) = (trigger_message_id.to_string(), skipped.clone());
                 async move {
                     let Some(mut record) = read_record(&db, &message_id).await? else {
                         return Ok(());
                     };
                     let counts = (Some(report.superseded), Some(report.replacements));
-                    if (record.superseded_count, record.replacement_count) == counts {
+                    if (record.superseded_count, record.replacement_count) == counts
+                        && record.skipped_items.as_ref() == Some(&skipped)
+                    {
                         return Ok(());
                     }
                     (record.superseded_count, record.replacement_count) = counts;
+                    record.skipped_items = Some(skipped);
                     record.consolidated_at = Some(FirestoreInstant::now());
                     write_record(&db, tx, &record)?;
                     Ok(())

@@ -3,8 +3,8 @@
 //! ```text
 //! game_dates/{date}                        GameDatePointer   fencing pointer per business key
 //! batches/{batch_id}                       BatchHeader       O(1) writes per batch
-//! batches/{batch_id}/items/{item}          ItemMarker        pending -> done | failed, once
-//! batches/{batch_id}/counters/{shard}      CounterShard      done/failed totals, spread over shards
+//! batches/{batch_id}/items/{item}          ItemMarker        pending -> done | failed | skipped, once
+//! batches/{batch_id}/counters/{shard}      CounterShard      done/failed/skipped totals, over shards
 //! batches/{batch_id}/results/{item}        (domain's)        the worker's staged output
 //! dead_letters/{id}                        DeadLetterRecord  what reached a dead-letter topic, for operators
 //! ```
@@ -59,6 +59,9 @@ pub struct BatchHeader {
     pub done_count: Option<u64>,
     #[serde(default)]
     pub failed_count: Option<u64>,
+    /// Items the domain declined (terminal, not failures), copied from the shards when finalized.
+    #[serde(default)]
+    pub skipped_count: Option<u64>,
     #[serde(default)]
     pub predictions_count: Option<u64>,
     /// Done items / expected items when finalized (see [`super::state::coverage`]).
@@ -92,6 +95,9 @@ pub enum ItemStatus {
     Pending,
     Done,
     Failed,
+    /// The domain declined the item with a reason (e.g. too little data to price it): terminal like
+    /// done and failed, outside the failure policy, and it lowers coverage.
+    Skipped,
 }
 
 /// `batches/{batch_id}/items/{item}`.
@@ -101,6 +107,7 @@ pub struct ItemMarker {
     /// Completions recorded for this item (1 once terminal; duplicates do not count).
     pub attempts: u64,
     pub predictions_count: u64,
+    /// Why the item failed, or why it was skipped.
     #[serde(default)]
     pub error: Option<String>,
     /// Times the dead-letter role put this item's request back to work after it ran out of delivery
@@ -131,6 +138,9 @@ impl ItemMarker {
 pub struct CounterShard {
     pub done: u64,
     pub failed: u64,
+    /// Absent in shards written before the skipped outcome existed.
+    #[serde(default)]
+    pub skipped: u64,
     pub predictions: u64,
 }
 

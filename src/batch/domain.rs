@@ -48,6 +48,9 @@ pub enum ItemOutcome {
     Done { predictions_count: u64 },
     /// The item can never succeed (reported as a failed completion, not retried).
     Failed(String),
+    /// The domain declines the item for this reason (e.g. too little data to handle it): a terminal
+    /// outcome that is not a failure. It does not count toward the failure policy; it lowers coverage.
+    Skipped(String),
     /// Try again later (the request is nacked).
     Retry(String),
 }

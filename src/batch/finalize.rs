@@ -3,9 +3,10 @@
 //! through is released at once, so nobody waits out a lease no one works under.
 
 use super::documents::BatchHeader;
-use super::domain::{BatchDomain, DomainError};
+use super::domain::{BatchDomain, ConsolidationReport, DomainError};
 use super::engine::{ALERT_BATCH_FAILED, ALERT_LOW_COVERAGE, BatchEngine, EngineError, FinalizeReport};
 use super::state::{BatchState, ClaimDecision, decide_claim, is_low_coverage, outcome};
+use super::status::skipped_items;
 use super::store::{FinishOutcome, StoreError, Totals};
 use crate::messages::ReadyMessage;
 use crate::ops::metrics::{ALERTS_TOTAL, FINALIZE_SECONDS};
@@ -99,10 +100,13 @@ impl<D: BatchDomain> BatchEngine<D> {
         let claimed_at = std::time::Instant::now();
         // Consolidate only a batch that will complete: `finish` itself applies the failure policy
         // and supersedes a batch whose date pointer moved on.
-        let will_fail =
-            outcome(totals.failed, header.expected_count, header.tolerated_failed_fraction) == BatchState::Failed;
-        let failure_reason =
-            if will_fail || !self.store.is_current(&header).await? { None } else { self.consolidate(&header).await? };
+        let will_fail = outcome(totals.failed, totals.skipped, header.expected_count, header.tolerated_failed_fraction)
+            == BatchState::Failed;
+        let failure_reason = if will_fail || !self.store.is_current(&header).await? {
+            None
+        } else {
+            self.consolidate(&header, totals.skipped).await?
+        };
         let finished = match self.store.finish(batch_id, owner, totals, failure_reason.as_deref()).await? {
             FinishOutcome::NotOwner(header) => {
                 tracing::warn!(batch_id, state = %header.state, "lost the finalize claim before finishing");
@@ -112,7 +116,13 @@ impl<D: BatchDomain> BatchEngine<D> {
         };
         match finished.state {
             BatchState::Complete => {
-                tracing::info!(batch_id, done = totals.done, failed = totals.failed, "batch complete");
+                tracing::info!(
+                    batch_id,
+                    done = totals.done,
+                    failed = totals.failed,
+                    skipped = totals.skipped,
+                    "batch complete"
+                );
                 self.alert_if_low_coverage(&finished);
                 self.announce(&finished).await?;
             }
@@ -137,9 +147,9 @@ impl<D: BatchDomain> BatchEngine<D> {
     /// trigger. Returns the failure reason of a permanent consolidation error; a transient error is
     /// returned as an error, and the caller releases the claim so the redelivery takes over now rather
     /// than after the lease.
-    async fn consolidate(&self, header: &BatchHeader) -> Result<Option<String>, EngineError> {
+    async fn consolidate(&self, header: &BatchHeader, skipped: u64) -> Result<Option<String>, EngineError> {
         match self.domain.consolidate(header).await {
-            Ok(report) => match self.store.record_consolidation(&header.trigger_message_id, &report).await {
+            Ok(report) => match self.audit_consolidation(header, &report, skipped).await {
                 Err(error) if !error.is_transient() => {
                     // The predictions are in place; an audit that cannot be written must not block them.
                     tracing::error!(batch_id = header.batch_id, %error, "could not audit the consolidation");
@@ -150,6 +160,18 @@ impl<D: BatchDomain> BatchEngine<D> {
             Err(DomainError::Permanent(reason)) => Ok(Some(format!("consolidation failed: {reason}"))),
             Err(transient) => Err(transient.into()),
         }
+    }
+
+    /// Adds the consolidation's counts and the skipped items (with their reasons) to the audit record.
+    async fn audit_consolidation(
+        &self,
+        header: &BatchHeader,
+        report: &ConsolidationReport,
+        skipped: u64,
+    ) -> Result<(), StoreError> {
+        // Most batches skip nothing: spare them the query.
+        let skipped = if skipped == 0 { Vec::new() } else { skipped_items(&self.store, &header.batch_id).await? };
+        self.store.record_consolidation(&header.trigger_message_id, report, &skipped).await
     }
 
     /// Logged once, by the instance that finished the batch, so one batch raises one alert.

@@ -153,6 +153,10 @@ impl<H: ItemHandler> WorkerRole<H> {
                 tracing::warn!(error, "item failed permanently");
                 CompletionMessage::failed(request, &error)
             }
+            ItemOutcome::Skipped(reason) => {
+                tracing::info!(reason, "item skipped");
+                CompletionMessage::skipped(request, &reason)
+            }
             ItemOutcome::Retry(reason) => return Outcome::Retry(reason),
         };
         match self.pubsub.publish(&self.completion_topic, Message::new().set_data(completion.to_json())).await {

@@ -144,10 +144,13 @@ pub fn accepts_completion(state: BatchState, batch_generation: u64, generation: 
     generation == batch_generation && matches!(state, BatchState::Publishing | BatchState::Running)
 }
 
-/// The final state of a whole batch under its failure policy: FAILED when the failed fraction exceeds
-/// the tolerated one, COMPLETE otherwise. An empty batch completes.
-pub fn outcome(failed: u64, expected: u64, tolerated_failed_fraction: f64) -> BatchState {
-    if expected > 0 && (failed as f64 / expected as f64) > tolerated_failed_fraction {
+/// The final state of a whole batch under its failure policy: FAILED when the failed fraction of the
+/// items the domain took on exceeds the tolerated one, COMPLETE otherwise. Skipped items (declined by
+/// the domain with a reason) are neither failures nor part of the base: a batch of 52 with 7 skipped
+/// and 5 failed has failed 5 of 45. A batch with nothing left to judge (empty, or all skipped) completes.
+pub fn outcome(failed: u64, skipped: u64, expected: u64, tolerated_failed_fraction: f64) -> BatchState {
+    let attempted = expected.saturating_sub(skipped);
+    if attempted > 0 && (failed as f64 / attempted as f64) > tolerated_failed_fraction {
         BatchState::Failed
     } else {
         BatchState::Complete
@@ -155,7 +158,8 @@ pub fn outcome(failed: u64, expected: u64, tolerated_failed_fraction: f64) -> Ba
 }
 
 /// Coverage of a finished batch: the fraction of its expected items that are done (for the NBA domain,
-/// predicted players / slate players). An empty batch misses nothing, so its coverage is 1.
+/// predicted players / slate players), so failed and skipped items both lower it. An empty batch
+/// misses nothing, so its coverage is 1.
 pub fn coverage(done: u64, expected: u64) -> f64 {
     if expected == 0 { 1.0 } else { done as f64 / expected as f64 }
 }
@@ -280,10 +284,19 @@ mod tests {
 
     #[test]
     fn failure_policy_tolerates_up_to_the_fraction() {
-        assert_eq!(outcome(0, 0, 0.1), Complete);
-        assert_eq!(outcome(10, 100, 0.1), Complete, "exactly the tolerated fraction");
-        assert_eq!(outcome(11, 100, 0.1), Failed);
-        assert_eq!(outcome(0, 100, 0.0), Complete);
-        assert_eq!(outcome(1, 100, 0.0), Failed);
+        assert_eq!(outcome(0, 0, 0, 0.1), Complete);
+        assert_eq!(outcome(10, 0, 100, 0.1), Complete, "exactly the tolerated fraction");
+        assert_eq!(outcome(11, 0, 100, 0.1), Failed);
+        assert_eq!(outcome(0, 0, 100, 0.0), Complete);
+        assert_eq!(outcome(1, 0, 100, 0.0), Failed);
+    }
+
+    #[test]
+    fn skipped_items_are_outside_the_failure_policy() {
+        assert_eq!(outcome(0, 7, 52, 0.1), Complete, "7 skipped of 52 is no failure");
+        assert_eq!(outcome(0, 52, 52, 0.0), Complete, "all skipped: nothing failed");
+        assert_eq!(outcome(4, 12, 52, 0.1), Complete, "4 of the 40 attempted");
+        assert_eq!(outcome(5, 12, 52, 0.1), Failed, "5 of the 40 attempted is over 10%, though 5 of 52 is not");
+        assert!(coverage(45, 52) < 1.0, "skipped items lower coverage");
     }
 }

@@ -1,11 +1,11 @@
 //! What `props-pipeline status` reports: one [`BatchStatus`] per batch, a stable JSON shape that
 //! operators and scripts read (documented in README.md; add fields, never rename or remove them).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::documents::BatchHeader;
+use super::documents::{BatchHeader, ItemStatus};
 use super::state::BatchState;
-use super::store::{BatchStore, StoreError};
+use super::store::{BatchStore, StoreError, Totals};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BatchStatus {
@@ -19,6 +19,8 @@ pub struct BatchStatus {
     pub expected: u64,
     pub done: u64,
     pub failed: u64,
+    /// Items the domain declined with a reason (`missing` lists them); not failures.
+    pub skipped: u64,
     pub pending: u64,
     /// RFC 3339.
     pub created_at: String,
@@ -37,9 +39,9 @@ pub struct StatusReport {
 }
 
 impl BatchStatus {
-    fn new(header: BatchHeader, done: u64, failed: u64) -> Self {
+    fn new(header: BatchHeader, totals: Totals) -> Self {
         Self {
-            pending: header.expected_count.saturating_sub(done + failed),
+            pending: header.expected_count.saturating_sub(totals.terminal()),
             batch_id: header.batch_id,
             game_date: header.game_date,
             generation: header.generation,
@@ -48,8 +50,9 @@ impl BatchStatus {
             reason: header.reason,
             correlation_id: header.correlation_id,
             expected: header.expected_count,
-            done,
-            failed,
+            done: totals.done,
+            failed: totals.failed,
+            skipped: totals.skipped,
             created_at: header.created_at.to_string(),
             finalized_at: header.finalized_at.map(|t| t.to_string()),
             ready_published: header.ready_message_id.is_some(),
@@ -66,7 +69,7 @@ pub async fn recent(store: &BatchStore, game_date: Option<&str>, limit: u32) -> 
     let mut batches = Vec::new();
     for header in store.recent_batches(game_date, limit).await? {
         let totals = store.totals(&header.batch_id).await?;
-        batches.push(BatchStatus::new(header, totals.done, totals.failed));
+        batches.push(BatchStatus::new(header, totals));
     }
     Ok(StatusReport { batches })
 }
@@ -77,5 +80,22 @@ pub async fn one(store: &BatchStore, batch_id: &str) -> Result<Option<BatchStatu
         return Ok(None);
     };
     let totals = store.totals(batch_id).await?;
-    Ok(Some(BatchStatus::new(header, totals.done, totals.failed)))
+    Ok(Some(BatchStatus::new(header, totals)))
+}
+
+/// An item the domain declined, and why (shown by `missing`, the audit trail and the export).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedItem {
+    pub item: String,
+    pub reason: String,
+}
+
+/// The skipped items of a batch with their reasons, in id order (one query).
+pub async fn skipped_items(store: &BatchStore, batch_id: &str) -> Result<Vec<SkippedItem>, StoreError> {
+    Ok(store
+        .markers_in(batch_id, ItemStatus::Skipped)
+        .await?
+        .into_iter()
+        .map(|(item, marker)| SkippedItem { item, reason: marker.error.unwrap_or_default() })
+        .collect())
 }

@@ -4,6 +4,7 @@ use anyhow::Context;
 use clap::Args;
 use props_pipeline::batch::audit::{AuditOutcome, AuditRecord};
 use props_pipeline::batch::state::BatchState;
+use props_pipeline::batch::status::SkippedItem;
 use props_pipeline::batch::store::BatchStore;
 use props_pipeline::messages::GameDate;
 use serde::Serialize;
@@ -47,6 +48,8 @@ struct AuditEntry {
     superseded_count: Option<u64>,
     replacement_count: Option<u64>,
     consolidated_at: Option<String>,
+    /// Items the domain declined, with the reason (set with the consolidation counts).
+    skipped_items: Option<Vec<SkippedItem>>,
 }
 
 impl From<AuditRecord> for AuditEntry {
@@ -70,6 +73,7 @@ impl From<AuditRecord> for AuditEntry {
             superseded_count: r.superseded_count,
             replacement_count: r.replacement_count,
             consolidated_at: r.consolidated_at.map(|t| t.to_string()),
+            skipped_items: r.skipped_items,
         }
     }
 }

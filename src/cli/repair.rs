@@ -8,7 +8,7 @@ use clap::Args;
 use props_pipeline::batch::documents::ItemStatus;
 use props_pipeline::batch::engine::BatchEngine;
 use props_pipeline::batch::settings::EngineSettings;
-use props_pipeline::batch::status::recent;
+use props_pipeline::batch::status::{SkippedItem, recent, skipped_items};
 use props_pipeline::batch::store::BatchStore;
 use props_pipeline::batch::sweep_policy::{RedriveDecision, RedriveRequest};
 use props_pipeline::config::GcpSettings;
@@ -71,6 +71,8 @@ struct MissingReport<'a> {
     pending: Vec<String>,
     /// Items that ended failed, with why.
     failed: Vec<FailedItem>,
+    /// Items the domain declined, with the reason: terminal, so not redriven.
+    skipped: Vec<SkippedItem>,
     redrive_count: u64,
     /// Pending items the dead-letter role already put back to work, with how many times.
     item_redrives: std::collections::BTreeMap<String, u64>,
@@ -89,7 +91,7 @@ async fn store(gcp: &GcpSettings) -> anyhow::Result<BatchStore> {
     Ok(BatchStore::new(props_pipeline::gcp::firestore::connect(gcp).await?))
 }
 
-/// `props-pipeline missing BATCH`: the items without a completion, and the failed ones with their errors.
+/// `props-pipeline missing BATCH`: the items without a completion, and the failed and skipped ones with why.
 pub async fn missing(args: MissingArgs) -> anyhow::Result<()> {
     let gcp = &args.google.settings();
     let store = store(gcp).await?;
@@ -103,6 +105,7 @@ pub async fn missing(args: MissingArgs) -> anyhow::Result<()> {
     let item_redrives =
         pending.iter().filter(|(_, m)| m.redrives > 0).map(|(id, m)| (id.clone(), m.redrives)).collect();
     let failed = store.markers_in(&batch_id, ItemStatus::Failed).await.context("listing failed items")?;
+    let skipped = skipped_items(&store, &batch_id).await.context("listing skipped items")?;
     let report = MissingReport {
         batch_id: &batch_id,
         state: header.state.to_string(),
@@ -112,6 +115,7 @@ pub async fn missing(args: MissingArgs) -> anyhow::Result<()> {
             .into_iter()
             .map(|(item, marker)| FailedItem { item, error: marker.error, attempts: marker.attempts })
             .collect(),
+        skipped,
         redrive_count: header.redrive_count,
         item_redrives,
     };
@@ -120,15 +124,16 @@ pub async fn missing(args: MissingArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     outln!(
-        "{}: {} of {} items pending, {} failed (state {}, redriven {} times)",
+        "{}: {} of {} items pending, {} failed, {} skipped (state {}, redriven {} times)",
         report.batch_id,
         report.pending.len(),
         report.expected,
         report.failed.len(),
+        report.skipped.len(),
         report.state,
         report.redrive_count
     )?;
-    if report.pending.is_empty() && report.failed.is_empty() {
+    if report.pending.is_empty() && report.failed.is_empty() && report.skipped.is_empty() {
         return Ok(());
     }
     let columns =
@@ -144,7 +149,8 @@ pub async fn missing(args: MissingArgs) -> anyhow::Result<()> {
         .failed
         .iter()
         .map(|f| vec![f.item.clone(), "failed".into(), f.attempts.to_string(), dash(f.error.as_ref())]);
-    outln!("{}", output::table(&columns, pending.chain(failed)))?;
+    let skipped = report.skipped.iter().map(|s| vec![s.item.clone(), "skipped".into(), "-".into(), s.reason.clone()]);
+    outln!("{}", output::table(&columns, pending.chain(failed).chain(skipped)))?;
     Ok(())
 }
 

@@ -105,8 +105,8 @@ pub(super) async fn follow(
         match one(store, batch_id).await? {
             Some(status) => {
                 bar.set_length(status.expected);
-                bar.set_position(status.done + status.failed);
-                bar.set_message(format!("{} ({} failed)", status.state, status.failed));
+                bar.set_position(status.expected.saturating_sub(status.pending));
+                bar.set_message(format!("{} ({} failed, {} skipped)", status.state, status.failed, status.skipped));
                 if status.state.is_final() {
                     break status;
                 }
@@ -128,14 +128,16 @@ pub(super) async fn follow(
     Ok(Some(last))
 }
 
-/// The one line that ends a wait: `BATCH STATE: n done, m failed of N (generation g, coverage c)`.
+/// The one line that ends a wait: `BATCH STATE: n done, m failed[, k skipped] of N (generation g, coverage c)`.
 pub(super) fn summary(status: &BatchStatus) -> String {
     format!(
-        "{} {}: {} done, {} failed of {} (generation {}, coverage {})",
+        "{} {}: {} done, {} failed{} of {} (generation {}, coverage {})",
         status.batch_id,
         status.state,
         status.done,
         status.failed,
+        // Only batches with skipped items say so, so the usual line stays as it was.
+        if status.skipped > 0 { format!(", {} skipped", status.skipped) } else { String::new() },
         status.expected,
         status.generation,
         percent(status.coverage)
@@ -155,6 +157,7 @@ fn table(batches: &[BatchStatus]) -> String {
         Column::left("STATE", 11),
         Column::right("DONE"),
         Column::right("FAILED"),
+        Column::right("SKIPPED"),
         Column::right("PENDING"),
         Column::right("TOTAL"),
         Column::right("COVERAGE"),
@@ -168,6 +171,7 @@ fn table(batches: &[BatchStatus]) -> String {
             b.state.to_string(),
             b.done.to_string(),
             b.failed.to_string(),
+            b.skipped.to_string(),
             b.pending.to_string(),
             b.expected.to_string(),
             percent(b.coverage),

@@ -25,6 +25,8 @@ pub struct RequestMessage {
 pub enum CompletionStatus {
     Ok,
     Failed,
+    /// The domain declined the item (`error` says why): terminal, but not a failure.
+    Skipped,
 }
 
 /// Fan-in: a worker's report on one item.
@@ -37,6 +39,7 @@ pub struct CompletionMessage {
     pub status: CompletionStatus,
     #[serde(default)]
     pub predictions_count: u64,
+    /// Why the item failed, or why it was skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -96,6 +99,11 @@ impl CompletionMessage {
         }
     }
 
+    /// A skipped completion: the domain declined the item for `reason` (cut to [`MAX_ERROR_CHARS`]).
+    pub fn skipped(request: &RequestMessage, reason: &str) -> Self {
+        Self { status: CompletionStatus::Skipped, ..Self::failed(request, reason) }
+    }
+
     pub fn ok(request: &RequestMessage, predictions_count: u64) -> Self {
         Self {
             batch_id: request.batch_id.clone(),
@@ -138,6 +146,12 @@ mod tests {
         assert_eq!(RequestMessage::parse(request.to_json().as_bytes()).unwrap(), request);
 
         let failed = CompletionMessage::failed(&request, &"x".repeat(3000));
+        let skipped = CompletionMessage::skipped(&request, "1 usable games before the game date, 3 required");
+        assert_eq!(
+            skipped.to_json(),
+            r#"{"batch_id":"b1","generation":2,"player_lookup":"lebronjames","status":"skipped","predictions_count":0,"error":"1 usable games before the game date, 3 required"}"#
+        );
+        assert_eq!(CompletionMessage::parse(skipped.to_json().as_bytes()).unwrap(), skipped);
         assert_eq!(failed.error.as_ref().map(String::len), Some(MAX_ERROR_CHARS));
         let text = CompletionMessage::ok(&request, 4).to_json();
         assert_eq!(

@@ -76,7 +76,7 @@ impl NbaWorker {
 impl ItemHandler for NbaWorker {
     async fn handle_item(&self, request: &RequestMessage) -> ItemOutcome {
         match self.predict(request).await {
-            Ok(count) => ItemOutcome::Done { predictions_count: count },
+            Ok(outcome) => outcome,
             Err(DomainError::Permanent(reason)) => ItemOutcome::Failed(reason),
             Err(DomainError::Transient(reason)) => ItemOutcome::Retry(reason),
         }
@@ -84,7 +84,7 @@ impl ItemHandler for NbaWorker {
 }
 
 impl NbaWorker {
-    async fn predict(&self, request: &RequestMessage) -> Result<u64, DomainError> {
+    async fn predict(&self, request: &RequestMessage) -> Result<ItemOutcome, DomainError> {
         let db = self.store.db();
         let date = request.game_date.to_string();
         let player = &request.player_lookup;
@@ -97,12 +97,23 @@ impl NbaWorker {
             .map_err(storage)?
             .ok_or_else(|| DomainError::Permanent(format!("{player} is not on the {date} slate")))?;
         let history = player_logs(db, player).await.map_err(storage)?.map(|logs| logs.games).unwrap_or_default();
-        // Model errors (too little history above all) do not change by retrying: a reported,
-        // permanent failure of this item, not an endless redelivery.
-        let prediction = predict(&history, &entry, &header.league, &self.config)
-            .map_err(|error: ModelError| DomainError::Permanent(error.to_string()))?;
+        // A player the model cannot price (too little history: a veteran new to the playoffs) is
+        // skipped with the reason, not failed: nothing is wrong, and retrying cannot change it. Other
+        // model errors (bad lines or odds) are permanent failures of this item.
+        let prediction = match predict(&history, &entry, &header.league, &self.config) {
+            Ok(prediction) => prediction,
+            Err(ModelError::InsufficientHistory { games, required, .. }) => {
+                return Ok(ItemOutcome::Skipped(insufficient_history_reason(games, required)));
+            }
+            Err(error) => return Err(DomainError::Permanent(error.to_string())),
+        };
         let count = prediction.props.len() as u64;
         self.store.stage_result(&request.batch_id, player, &prediction).await.map_err(storage)?;
-        Ok(count)
+        Ok(ItemOutcome::Done { predictions_count: count })
     }
+}
+
+/// The reason a player is skipped for too little history (the item is named by its marker).
+pub fn insufficient_history_reason(games: usize, required: usize) -> String {
+    format!("{games} usable games before the game date, {required} required")
 }

@@ -20,6 +20,7 @@ use super::store::{
     EXPORTS, ExportRecord, StoredPrediction, current_predictions, export_record, fingerprint, firestore_error,
 };
 use super::types::PlayerPrediction;
+use crate::batch::status::skipped_items;
 use crate::batch::store::{BatchStore, StoreError};
 use crate::consumer::{Delivery, MessageHandler, Outcome};
 use crate::messages::ReadyMessage;
@@ -45,11 +46,26 @@ pub struct ExportFile {
     pub coverage: Option<f64>,
     /// Players sorted by `player_lookup`.
     pub players: Vec<PlayerPrediction>,
+    /// The distinct `model_version`s of `players` (one, unless predictions of a generation were made by
+    /// workers of different releases), sorted.
+    #[serde(default)]
+    pub model_versions: Vec<String>,
+    /// Slate players the model declined (too little history), with the reason; by `player_lookup`.
+    #[serde(default)]
+    pub skipped_players: Vec<SkippedPlayer>,
     pub attribution: String,
 }
 
+/// A slate player without predictions, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedPlayer {
+    pub player_lookup: String,
+    pub reason: String,
+}
+
 const ATTRIBUTION: &str = "Statistics originate from NBA.com (via the MIT-licensed NocturneBear/NBA-Data-2010-2024 and \
-spon7ge/NBA-Prop-Predictor data sets). Prop lines are synthetic: floor(mean of the last 10 games) + 0.5 at -110/-110.";
+spon7ge/NBA-Prop-Predictor data sets). Prop lines are synthetic: the half point nearest the median of the player's last 20 games, priced from \
+the share of those games over it with a standard vig.";
 
 /// What handling one ready event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,7 +181,17 @@ impl Exporter {
             .collect();
         players.sort_by(|a, b| a.player_lookup.cmp(&b.player_lookup));
         // Coverage comes from the batch, where finalization recorded it once; re-exports read the same.
-        let batch = BatchStore::new(self.db.clone()).header(&target.batch_id).await?;
+        let store = BatchStore::new(self.db.clone());
+        let batch = store.header(&target.batch_id).await?;
+        let skipped_players = if batch.as_ref().and_then(|b| b.skipped_count).unwrap_or(0) > 0 {
+            skipped_items(&store, &target.batch_id)
+                .await?
+                .into_iter()
+                .map(|s| SkippedPlayer { player_lookup: s.item, reason: s.reason })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let file = ExportFile {
             schema_version: EXPORT_SCHEMA_VERSION,
             game_date: date.to_string(),
@@ -174,7 +200,9 @@ impl Exporter {
             slate_players: batch.as_ref().map(|b| b.expected_count),
             predicted_players: batch.as_ref().and_then(|b| b.done_count),
             coverage: batch.as_ref().and_then(|b| b.coverage),
+            model_versions: model_versions(&players),
             players,
+            skipped_players,
             attribution: ATTRIBUTION.to_string(),
         };
         // Serializing plain data cannot fail.
@@ -261,6 +289,11 @@ struct StoredExportRecord {
     record: ExportRecord,
     #[serde(with = "firestore::serialize_as_timestamp")]
     exported_at: FirestoreInstant,
+}
+
+fn model_versions(players: &[PlayerPrediction]) -> Vec<String> {
+    let versions: std::collections::BTreeSet<&str> = players.iter().map(|p| p.model_version.as_str()).collect();
+    versions.into_iter().map(String::from).collect()
 }
 
 fn generation_in_file(path: &Path) -> Option<u64> {
@@ -352,6 +385,8 @@ mod tests {
             predicted_players: None,
             coverage: None,
             players: vec![],
+            model_versions: vec![],
+            skipped_players: vec![],
             attribution: String::new(),
         };
         write_atomically(&path, &serde_json::to_vec(&file).unwrap()).unwrap();

@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::NaiveDate;
 use firestore::FirestoreDb;
 
+use super::backtest::{Backtester, SampleHistory};
 use super::data::build_slate;
-use super::model::LeagueContext;
+use super::model::{Calibration, LeagueContext, ModelConfig};
 use super::store::{PLAYER_LOGS, PlayerLogs, SLATE_PLAYERS, SLATES, SlateHeader, fingerprint, firestore_error};
 use super::types::{GameLog, SlateEntry};
 use crate::batch::store::StoreError;
@@ -47,11 +48,45 @@ pub async fn load(
     let mut report = LoadReport::default();
     write_players(db, logs, &mut report, progress).await?;
     let existing = checksums(db, SLATES).await?;
-    for (done, date) in dates.iter().enumerate() {
-        write_slate(db, logs, *date, &existing, &mut report).await?;
+    let mut calibrator = Calibrator::new(logs);
+    let mut sorted = dates.to_vec();
+    // In date order, each date's calibration window mostly reuses the previous one's scored dates.
+    sorted.sort_unstable();
+    for (done, date) in sorted.iter().enumerate() {
+        let calibration = calibrator.calibration_for(*date);
+        let entries = build_slate(logs, *date);
+        write_slate_entries(db, logs, *date, entries, calibration, &existing, &mut report).await?;
         progress(LoadStep::Slates { done: done + 1, total: dates.len() });
     }
     Ok(report)
+}
+
+/// Fits the walk-forward calibration of each slate date from the logs (exactly as the backtest does),
+/// scoring every earlier date at most once.
+struct Calibrator {
+    backtester: Option<Backtester>,
+    history: SampleHistory,
+}
+
+impl Calibrator {
+    fn new(logs: &[GameLog]) -> Self {
+        // The worker runs the default model; its calibration is fitted for that model.
+        let backtester = Backtester::new(logs, ModelConfig::default()).ok();
+        Self { backtester, history: SampleHistory::default() }
+    }
+
+    /// The calibration of `date`; the identity (raw probabilities, logged) if it cannot be fitted,
+    /// which synthetic lines never cause (only an invalid posted line could).
+    fn calibration_for(&mut self, date: NaiveDate) -> Calibration {
+        let fitted = match &self.backtester {
+            Some(backtester) => backtester.calibration_with(date, &mut self.history).map_err(|e| e.to_string()),
+            None => Err("invalid model config".to_string()),
+        };
+        fitted.unwrap_or_else(|error| {
+            tracing::warn!(%date, error, "calibration could not be fitted; the slate uses raw probabilities");
+            Calibration::identity(date)
+        })
+    }
 }
 
 async fn write_players(
@@ -99,16 +134,6 @@ async fn write_players(
     Ok(())
 }
 
-async fn write_slate(
-    db: &FirestoreDb,
-    logs: &[GameLog],
-    date: NaiveDate,
-    existing: &HashMap<String, String>,
-    report: &mut LoadReport,
-) -> Result<(), StoreError> {
-    write_slate_entries(db, logs, date, build_slate(logs, date), existing, report).await
-}
-
 /// Writes the slate of `date` with the given players (the league context still comes from `logs`
 /// before `date`): how fixtures and what-if runs get a slate other than the day's real games.
 pub async fn load_slate(
@@ -119,7 +144,8 @@ pub async fn load_slate(
 ) -> Result<LoadReport, StoreError> {
     let mut report = LoadReport::default();
     let existing = checksums(db, SLATES).await?;
-    write_slate_entries(db, logs, date, entries, &existing, &mut report).await?;
+    let calibration = Calibrator::new(logs).calibration_for(date);
+    write_slate_entries(db, logs, date, entries, calibration, &existing, &mut report).await?;
     Ok(report)
 }
 
@@ -128,11 +154,12 @@ async fn write_slate_entries(
     logs: &[GameLog],
     date: NaiveDate,
     entries: Vec<SlateEntry>,
+    calibration: Calibration,
     existing: &HashMap<String, String>,
     report: &mut LoadReport,
 ) -> Result<(), StoreError> {
     let date_text = date.format("%Y-%m-%d").to_string();
-    let league = LeagueContext::build(logs, date);
+    let league = LeagueContext::build(logs, date).with_calibration(calibration);
     let checksum = fingerprint(&serde_json::to_vec(&(&entries, &league)).unwrap_or_default());
     if existing.get(&date_text) == Some(&checksum) {
         report.slates_unchanged += 1;

@@ -118,6 +118,14 @@ pub struct PlayerPrediction {
     /// Games of history the prediction rests on.
     pub games_used: usize,
     pub props: Vec<PropPrediction>,
+    /// Whether a sportsbook would post these props: the player is projected meaningful minutes
+    /// (see `model::OFFERED_MIN_MINUTES`). Deep-bench players are predicted but not offered.
+    #[serde(default)]
+    pub offered: bool,
+    /// The model code and calibration map that produced the prediction (`props-model-2+cal.<hash>`);
+    /// a change is a visible regeneration.
+    #[serde(default)]
+    pub model_version: String,
 }
 
 /// Normalizes a player name to a lookup id: lowercase ASCII letters and digits; accented Latin letters

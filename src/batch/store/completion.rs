@@ -63,6 +63,7 @@ impl BatchStore {
                     let (status, counter) = match completion.status {
                         CompletionStatus::Ok => (ItemStatus::Done, "done"),
                         CompletionStatus::Failed => (ItemStatus::Failed, "failed"),
+                        CompletionStatus::Skipped => (ItemStatus::Skipped, "skipped"),
                     };
                     let terminal = ItemMarker {
                         status,

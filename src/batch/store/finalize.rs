@@ -95,14 +95,18 @@ impl BatchStore {
                     } else if failure_reason.is_some() {
                         BatchState::Failed
                     } else {
-                        outcome(totals.failed, header.expected_count, header.tolerated_failed_fraction)
+                        outcome(totals.failed, totals.skipped, header.expected_count, header.tolerated_failed_fraction)
                     };
                     if header.state == BatchState::Failed {
                         header.failure_reason = Some(failure_reason.clone().unwrap_or_else(|| {
+                            let skipped = match totals.skipped {
+                                0 => String::new(),
+                                n => format!(" ({n} more skipped)"),
+                            };
                             format!(
-                                "{} of {} items failed, over the tolerated {:.0}%",
+                                "{} of {} items failed{skipped}, over the tolerated {:.0}%",
                                 totals.failed,
-                                header.expected_count,
+                                header.expected_count.saturating_sub(totals.skipped),
                                 header.tolerated_failed_fraction * 100.0
                             )
                         }));
@@ -110,6 +114,7 @@ impl BatchStore {
                     header.finalized_at = Some(FirestoreInstant::now());
                     header.done_count = Some(totals.done);
                     header.failed_count = Some(totals.failed);
+                    header.skipped_count = Some(totals.skipped);
                     header.predictions_count = Some(totals.predictions);
                     header.coverage = Some(coverage(totals.done, header.expected_count));
                     write_header(&db, tx, &mut header)?;

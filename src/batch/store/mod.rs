@@ -101,12 +101,14 @@ pub struct BatchStore {
 pub struct Totals {
     pub done: u64,
     pub failed: u64,
+    pub skipped: u64,
     pub predictions: u64,
 }
 
 impl Totals {
+    /// Items with a final outcome: done, failed or skipped.
     pub fn terminal(&self) -> u64 {
-        self.done + self.failed
+        self.done + self.failed + self.skipped
     }
 }
 
@@ -192,6 +194,8 @@ impl BatchStore {
             #[serde(default)]
             failed: f64,
             #[serde(default)]
+            skipped: f64,
+            #[serde(default)]
             predictions: f64,
         }
         let parent = self.batch_path(batch_id)?;
@@ -205,6 +209,7 @@ impl BatchStore {
                 a.fields([
                     a.field("done").sum("done"),
                     a.field("failed").sum("failed"),
+                    a.field("skipped").sum("skipped"),
                     a.field("predictions").sum("predictions"),
                 ])
             })
@@ -214,7 +219,12 @@ impl BatchStore {
             .map_err(firestore_error("summing counter shards"))?;
         let sums = sums.into_iter().next().unwrap_or_default();
         // Sums of integers come back as integers or doubles depending on the server; both fit u64.
-        Ok(Totals { done: sums.done as u64, failed: sums.failed as u64, predictions: sums.predictions as u64 })
+        Ok(Totals {
+            done: sums.done as u64,
+            failed: sums.failed as u64,
+            skipped: sums.skipped as u64,
+            predictions: sums.predictions as u64,
+        })
     }
 
     /// Every shard document, for tests and tools that check the aggregation.

@@ -14,10 +14,14 @@
 //! Nothing computed for `d` can see a game after `d`: [`Backtester::score_date`] hands the slate
 //! builder only the logs up to `d`, and the model only the logs before `d` (tested).
 //!
-//! Figures ([`summarize`]): Brier score and log loss of the model and of two naive baselines (a coin
-//! flip, p = 0.5, and the market's de-vigged probability, i.e. the line taken as the median), the hit
-//! rate of the model's OVER/UNDER picks, a calibration table, per stat and overall. [`render_text`]
-//! and [`calibration_svg`] present them.
+//! Figures ([`summarize`]): Brier score and log loss of the model and of two baselines (a coin flip,
+//! p = 0.5, and the fair synthetic market's de-vigged probability), the market's mean P(over) beside
+//! the observed over rate (its fairness), the hit rate and ROI of the model's OVER/UNDER picks beside
+//! the best constant strategy (always OVER or always UNDER), the CRPS of the model's whole
+//! distribution beside the player's own recent empirical distribution, and a calibration table with
+//! its expected calibration error, per stat and overall; [`summarize_seasons`] does it per season.
+//! [`render_text`] and [`calibration_svg`] present them. Real lines can replace the synthetic market
+//! ([`PostedLines`]).
 //!
 //! The walk is O(dates × logs): the slate and the league context rescan the logs before each date
 //! rather than keeping an incremental context. On the ~26k de-duplicated playoff rows that costs
@@ -29,7 +33,9 @@
 
 mod calibration;
 mod chart;
+mod crps;
 mod metrics;
+mod posted;
 mod report;
 mod text;
 mod walk;
@@ -41,10 +47,15 @@ use chrono::NaiveDate;
 
 pub use calibration::{BUCKETS, Calibration, CalibrationBucket, bucket_index};
 pub use chart::calibration_svg;
+pub use crps::{crps, crps_empirical, crps_normal};
 pub use metrics::{LOG_LOSS_EPSILON, PickRecord, PickTally, ScoreSum, Scores, brier, log_loss, payout};
-pub use report::{BacktestReport, Counts, StatSummary, break_even_hit_rate, summarize};
-pub use text::render_text;
-pub use walk::{Backtester, DateResult, ScoredProp};
+pub use posted::{PostedLines, PostedLinesError};
+pub use report::{
+    BacktestReport, Counts, CrpsScores, StatSummary, WELL_FILLED_BUCKET, break_even_hit_rate,
+    expected_calibration_error, season_of, summarize, summarize_seasons, worst_bucket_gap,
+};
+pub use text::{render_seasons, render_text};
+pub use walk::{Backtester, DatePredictions, DateResult, SampleHistory, ScoredProp, samples_of};
 
 use crate::nba::model::{ModelConfig, ModelError};
 use crate::nba::types::GameLog;
@@ -54,6 +65,8 @@ use crate::nba::types::GameLog;
 pub enum BacktestError {
     #[error("the range starts ({from}) after it ends ({to})")]
     InvalidRange { from: NaiveDate, to: NaiveDate },
+    #[error("invalid seasons {first}..{last}")]
+    InvalidSeasons { first: i32, last: i32 },
     #[error("invalid model config: {0}")]
     Config(ModelError),
     #[error("{date}: {source}")]
@@ -71,18 +84,57 @@ pub fn run_backtest(
     from: NaiveDate,
     to: NaiveDate,
     config: &ModelConfig,
+    posted: Option<PostedLines>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<BacktestReport, BacktestError> {
+    let results = walk(logs, from, to, config, posted, progress)?;
+    Ok(summarize(from, to, &results))
+}
+
+/// [`run_backtest`] over the playoffs of `first..=last` (calendar years), with one report per season
+/// inside the overall one. `None` when no season in the range has a game.
+pub fn run_seasons(
+    logs: &[GameLog],
+    first: i32,
+    last: i32,
+    config: &ModelConfig,
+    posted: Option<PostedLines>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Option<BacktestReport>, BacktestError> {
+    let day = |year: i32, month: u32, day: u32| NaiveDate::from_ymd_opt(year, month, day);
+    let (Some(from), Some(to)) = (day(first, 1, 1), day(last, 12, 31)) else {
+        return Err(BacktestError::InvalidSeasons { first, last });
+    };
+    let results = walk(logs, from, to, config, posted, progress)?;
+    Ok(summarize_seasons(&results))
+}
+
+fn walk(
+    logs: &[GameLog],
+    from: NaiveDate,
+    to: NaiveDate,
+    config: &ModelConfig,
+    posted: Option<PostedLines>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<DateResult>, BacktestError> {
     if from > to {
         return Err(BacktestError::InvalidRange { from, to });
     }
-    let backtester = Backtester::new(logs, config.clone())?;
+    let mut backtester = Backtester::new(logs, config.clone())?;
+    if let Some(posted) = posted {
+        backtester = backtester.with_posted_lines(posted);
+    }
     let dates = backtester.dates(from, to);
     progress(0, dates.len());
+    let mut history = SampleHistory::default();
     let mut results = Vec::with_capacity(dates.len());
     for (done, &date) in dates.iter().enumerate() {
-        results.push(backtester.score_date(date)?);
+        // Walk-forward: the calibration of `date` learns from the dates before it only.
+        let calibration = backtester.calibration_with(date, &mut history)?;
+        let result = backtester.score_date_with(date, Some(calibration))?;
+        history.insert(date, samples_of(&result));
+        results.push(result);
         progress(done + 1, dates.len());
     }
-    Ok(summarize(from, to, &results))
+    Ok(results)
 }

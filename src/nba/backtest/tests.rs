@@ -31,7 +31,7 @@ fn log(player: &str, team: &str, opponent: &str, day: u32, minutes: f64, points:
     }
 }
 
-/// Days 1..=8: AAA-BBB every day, CCC-DDD on even days; rookie r1 debuts on day 6; d1 sits out day 8.
+/// Days 1..=8: AAA-BBB and CCC-DDD every day; rookie r1 debuts on day 6; d1 sits out day 8.
 fn season() -> Vec<GameLog> {
     let mut logs = Vec::new();
     for day in 1..=8u32 {
@@ -40,10 +40,8 @@ fn season() -> Vec<GameLog> {
         logs.push(log("a2", "AAA", "BBB", day, 22.0, 8.0 + swing / 2.0));
         logs.push(log("b1", "BBB", "AAA", day, 36.0, 26.0 - swing));
         logs.push(log("b2", "BBB", "AAA", day, 18.0, 5.0 + swing));
-        if day.is_multiple_of(2) {
-            logs.push(log("c1", "CCC", "DDD", day, 30.0, 15.0 + swing));
-            logs.push(log("d1", "DDD", "CCC", day, if day == 8 { 0.0 } else { 28.0 }, 12.0 + swing));
-        }
+        logs.push(log("c1", "CCC", "DDD", day, 30.0, 15.0 + swing));
+        logs.push(log("d1", "DDD", "CCC", day, if day == 8 { 0.0 } else { 28.0 }, 12.0 + swing));
         if day >= 6 {
             logs.push(log("r1", "AAA", "BBB", day, 12.0, 4.0 + swing));
         }
@@ -77,14 +75,14 @@ fn adding_later_games_changes_nothing_up_to_the_date() {
     assert_eq!(on_eight, with.score_date(date(8)).expect("scores"));
     // The date is not trivial: predictions, a skipped rookie and a voided player.
     assert_eq!(on_eight.slate_players, 7, "{on_eight:?}");
-    assert_eq!(on_eight.skipped_insufficient_history, 1, "r1 has 2 earlier games");
+    assert_eq!(on_eight.skipped_insufficient_history, 1, "r1 has 2 earlier games, 5 required");
     assert_eq!(on_eight.predicted_players, 6);
     assert_eq!(on_eight.void_props, 4, "d1 played 0 minutes");
     assert_eq!(on_eight.props.len(), 20);
     for day in 1..=8 {
         assert_eq!(without.score_date(date(day)), with.score_date(date(day)), "day {day}");
     }
-    let report = |logs: &[GameLog]| run_backtest(logs, date(1), date(8), &config, &mut |_, _| {});
+    let report = |logs: &[GameLog]| run_backtest(logs, date(1), date(8), &config, None, &mut |_, _| {});
     assert_eq!(report(&past), report(&all));
 
     // The comparison can fail: once day 9 is in the past (scoring day 10), those games matter.
@@ -125,10 +123,13 @@ fn scored(stat: Stat, p_over: f64, market_p_over: f64, recommendation: Recommend
         under_odds: -110,
         projection: 10.0,
         p_over,
+        raw_p_over: p_over,
         market_p_over,
         recommendation,
         actual: if over { 11.0 } else { 10.0 },
         over,
+        model_crps: 1.0,
+        naive_crps: 2.0,
     }
 }
 
@@ -191,7 +192,7 @@ fn summary_by_hand() {
 
 #[test]
 fn inverted_range_is_an_error() {
-    let result = run_backtest(&season(), date(5), date(4), &ModelConfig::default(), &mut |_, _| {});
+    let result = run_backtest(&season(), date(5), date(4), &ModelConfig::default(), None, &mut |_, _| {});
     assert_eq!(result, Err(BacktestError::InvalidRange { from: date(5), to: date(4) }));
 }
 
@@ -201,9 +202,10 @@ fn real_playoff_dates() {
     let loaded = load_logs(&dir, false, &mut |_| {}).expect("real data loads");
     let (from, to) = (NaiveDate::from_ymd_opt(2023, 5, 1).unwrap(), NaiveDate::from_ymd_opt(2023, 5, 3).unwrap());
     let mut calls = Vec::new();
-    let report =
-        run_backtest(&loaded.logs, from, to, &ModelConfig::default(), &mut |done, total| calls.push((done, total)))
-            .expect("backtest runs");
+    let report = run_backtest(&loaded.logs, from, to, &ModelConfig::default(), None, &mut |done, total| {
+        calls.push((done, total))
+    })
+    .expect("backtest runs");
     let c = report.counts;
     assert!(c.dates >= 2, "{c:?}");
     assert_eq!(calls.first(), Some(&(0, c.dates)));
@@ -215,8 +217,78 @@ fn real_playoff_dates() {
     assert_eq!(report.overall.props, c.props_scored);
     assert_eq!(report.per_stat.iter().map(|s| s.props).sum::<usize>(), c.props_scored);
     assert_eq!(report.calibration.iter().map(|b| b.count).sum::<usize>(), c.props_scored);
-    // Synthetic lines are -110/-110 half points: the baselines coincide and nothing pushes.
-    assert!(report.baselines_coincide);
+    // Synthetic lines are half points priced from each player's games: nothing pushes, and the
+    // market is not a coin.
+    assert!(!report.baselines_coincide);
     assert_eq!(report.overall.always_half.brier, Some(0.25));
     assert_eq!(c.pushes, 0);
+    assert!(report.overall.crps.model.is_some() && report.overall.crps.naive.is_some());
+}
+
+/// The target, on the real logs: changing any game on or after a prediction date (every stat
+/// and minute of the day's rows and later ones, plus new later games) leaves that date's predictions,
+/// calibration included, bit for bit unchanged.
+#[test]
+fn no_look_ahead_games_on_or_after_the_date_change_nothing() {
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/nba"));
+    let start = NaiveDate::from_ymd_opt(2022, 4, 1).unwrap();
+    let logs: Vec<GameLog> = load_logs(&dir, false, &mut |_| {})
+        .expect("real data loads")
+        .logs
+        .into_iter()
+        .filter(|l| l.game_date >= start)
+        .collect();
+    let day = NaiveDate::from_ymd_opt(2023, 5, 10).unwrap();
+    let mut changed = logs.clone();
+    for (i, log) in changed.iter_mut().enumerate().filter(|(_, l)| l.game_date >= day) {
+        let bump = (i % 7) as f64;
+        log.points = 3.0 * log.points + 11.0 + bump;
+        log.rebounds += 5.0 + bump;
+        log.assists = (log.assists - 3.0).max(0.0);
+        log.threes += 2.0;
+        log.minutes = 48.0 - log.minutes.min(47.0);
+    }
+    let mut later = changed.iter().find(|l| l.game_date == day).cloned().expect("a game on the date");
+    later.game_date = day + chrono::Days::new(1);
+    later.points = 99.0;
+    changed.push(later);
+
+    let predictions = |logs: &[GameLog]| {
+        let backtester = Backtester::new(logs, ModelConfig::default()).expect("valid config");
+        let calibration = backtester.calibration_for(day).expect("calibration fits");
+        assert!(calibration.per_stat.iter().all(|c| c.props > 0), "a real map, not the identity: {calibration:?}");
+        backtester.predict_date(day, Some(calibration)).expect("predicts")
+    };
+    let original = predictions(&logs);
+    assert!(original.players.len() >= 10, "{} players predicted", original.players.len());
+    let after = predictions(&changed);
+    assert_eq!(format!("{original:?}"), format!("{after:?}"), "bit for bit (Debug prints every f64 exactly)");
+    assert!(original.players.iter().all(|(_, _, p)| p.model_version.starts_with("props-model-2+cal.")));
+
+    // The comparison can fail: a change the day before moves the predictions.
+    let mut day_before = logs.clone();
+    let previous = day_before.iter().filter(|l| l.game_date < day).map(|l| l.game_date).max().unwrap();
+    day_before.iter_mut().filter(|l| l.game_date == previous).for_each(|l| l.points += 10.0);
+    assert_ne!(format!("{original:?}"), format!("{:?}", predictions(&day_before)));
+}
+
+#[test]
+fn the_walk_fits_each_date_as_load_does() {
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/nba"));
+    let start = NaiveDate::from_ymd_opt(2023, 4, 1).unwrap();
+    let logs: Vec<GameLog> = load_logs(&dir, false, &mut |_| {})
+        .expect("real data loads")
+        .logs
+        .into_iter()
+        .filter(|l| l.game_date >= start)
+        .collect();
+    let backtester = Backtester::new(&logs, ModelConfig::default()).expect("valid config");
+    let dates =
+        backtester.dates(NaiveDate::from_ymd_opt(2023, 5, 20).unwrap(), NaiveDate::from_ymd_opt(2023, 5, 24).unwrap());
+    let mut history = SampleHistory::default();
+    for date in dates {
+        let walked = backtester.calibration_with(date, &mut history).expect("fits");
+        assert_eq!(walked, backtester.calibration_for(date).expect("fits"), "{date}");
+        history.insert(date, samples_of(&backtester.score_date_with(date, Some(walked)).expect("scores")));
+    }
 }

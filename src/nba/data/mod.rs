@@ -35,16 +35,16 @@
 //!
 //! # Synthetic lines
 //! No sportsbook lines ship with the data (their redistribution terms are unclear), so the lines
-//! on a slate are **synthetic**, derived from the logs alone: for each [`Stat`], the line is the
-//! mean of the player's last (up to) [`LOOKBACK_GAMES`] games strictly before the slate's date,
-//! moved to the half point below it: `line = floor(mean) + 0.5`, at least 0.5. Lines are therefore
-//! always `x.5` (no push). Odds are a standard -110 / -110. Only games before the date are used,
-//! never the game on the date itself or later ones (no look-ahead).
+//! on a slate are **synthetic**, set by a fair line-setter from the logs alone (see [`lines`]): the
+//! half point nearest the median of the player's last 20 games played before the date (at least 5),
+//! priced from the smoothed share of those games above it with a standard vig. Only games before the
+//! date are used, never the game on the date itself or later ones (no look-ahead). Real lines can
+//! be supplied to the backtest instead ([`crate::nba::backtest::PostedLines`]).
 //!
 //! [`Stat`]: crate::nba::types::Stat
 
 mod csv_source;
-mod lines;
+pub mod lines;
 mod load;
 mod slate;
 
@@ -56,7 +56,10 @@ mod tests_real;
 use std::path::PathBuf;
 
 pub use csv_source::parse_source;
-pub use lines::{LOOKBACK_GAMES, STANDARD_ODDS, synthetic_line, synthetic_lines};
+pub use lines::{
+    MARKET_GAMES, MIN_MARKET_GAMES, STANDARD_ODDS, STANDARD_OVERROUND, american_odds, fair_p_over, market_line,
+    market_lines, market_prop, median,
+};
 pub use load::{SOURCE_2011_2024, SOURCE_2021_2025_DIR, load_logs};
 pub use slate::{build_slate, game_dates, roster_slate};
 

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::NaiveDate;
 
-use super::lines::{LOOKBACK_GAMES, synthetic_lines};
+use super::lines::market_lines;
 use crate::nba::types::{GameLog, SlateEntry};
 
 /// Dates that have at least one game, ascending and unique.
@@ -14,8 +14,8 @@ pub fn game_dates(logs: &[GameLog]) -> Vec<NaiveDate> {
 
 /// The slate of `date`: every player who played on `date` (team, opponent and home from that row)
 /// AND has at least one game strictly before `date`; players without prior games get no line and
-/// are not on the slate. Each entry has one synthetic line per stat (see the module docs) from the
-/// player's last up-to-[`LOOKBACK_GAMES`] games before `date`. Sorted by `player_lookup`.
+/// are not on the slate. Each entry has one fair synthetic line per stat ([`market_lines`]) from the
+/// player's games before `date`, none under 5 games played. Sorted by `player_lookup`.
 ///
 /// `logs` need not be sorted. Should a player have two rows on `date`, the first one is used.
 pub fn build_slate(logs: &[GameLog], date: NaiveDate) -> Vec<SlateEntry> {
@@ -33,7 +33,6 @@ pub fn build_slate(logs: &[GameLog], date: NaiveDate) -> Vec<SlateEntry> {
             let past = history.get_mut(lookup)?;
             // Most recent first; the sort is stable, so same-date rows keep their input order.
             past.sort_by_key(|log| std::cmp::Reverse(log.game_date));
-            past.truncate(LOOKBACK_GAMES);
             Some(SlateEntry {
                 player_lookup: row.player_lookup.clone(),
                 player_name: row.player_name.clone(),
@@ -41,7 +40,7 @@ pub fn build_slate(logs: &[GameLog], date: NaiveDate) -> Vec<SlateEntry> {
                 opponent: row.opponent.clone(),
                 home: row.home,
                 game_date: date,
-                lines: synthetic_lines(past),
+                lines: market_lines(past),
             })
         })
         .collect()
@@ -66,9 +65,8 @@ pub fn roster_slate(logs: &[GameLog], date: NaiveDate, min_prior_games: usize, m
     players.truncate(max_players);
     let mut entries: Vec<SlateEntry> = players
         .into_iter()
-        .map(|(lookup, mut games)| {
+        .map(|(lookup, games)| {
             let latest = games[0];
-            games.truncate(LOOKBACK_GAMES);
             SlateEntry {
                 player_lookup: lookup.to_string(),
                 player_name: latest.player_name.clone(),
@@ -76,7 +74,7 @@ pub fn roster_slate(logs: &[GameLog], date: NaiveDate, min_prior_games: usize, m
                 opponent: latest.opponent.clone(),
                 home: latest.home,
                 game_date: date,
-                lines: synthetic_lines(&games),
+                lines: market_lines(&games),
             }
         })
         .collect();

@@ -231,12 +231,11 @@ fn line(entry: &SlateEntry, stat: Stat) -> f64 {
 #[test]
 fn slate_uses_only_prior_games() {
     let date = d("2023-05-10");
-    // 12 prior games for Tatum: two old huge ones (outside the last 10), then ten of 20..=29.
-    let mut logs: Vec<GameLog> =
-        (1..=12).map(|i| log("Jayson Tatum", &format!("2023-04-{:02}", i + 10), 0.0)).collect();
+    // 22 prior games for Tatum: two old huge ones (outside the last 20), then twenty of 20..=39.
+    let mut logs: Vec<GameLog> = (1..=22).map(|i| log("Jayson Tatum", &format!("2023-04-{:02}", i), 0.0)).collect();
     for (i, game) in logs.iter_mut().enumerate() {
-        game.points = if i < 2 { 500.0 } else { 18.0 + i as f64 }; // 20..=29, mean 24.5
-        game.rebounds = game.points / 2.0; // mean 12.25 over the last ten
+        game.points = if i < 2 { 500.0 } else { 18.0 + i as f64 }; // 20..=39, median 29.5
+        game.rebounds = game.points / 2.0; // median 14.75 over the last twenty
     }
     let mut today = log("Jayson Tatum", "2023-05-10", 30.0);
     today.home = true;
@@ -254,12 +253,16 @@ fn slate_uses_only_prior_games() {
     let tatum = &slate[1];
     assert_eq!((tatum.opponent.as_str(), tatum.home, tatum.game_date), ("PHI", true, date));
     assert_eq!(tatum.lines.iter().map(|l| l.stat).collect::<Vec<_>>(), Stat::ALL);
-    assert_eq!(line(tatum, Stat::Points), 24.5); // floor(24.5) + 0.5
-    assert_eq!(line(tatum, Stat::Rebounds), 12.5); // mean 12.25
-    assert_eq!(line(tatum, Stat::Assists), 0.5); // mean 0: the minimum
-    assert_eq!(line(tatum, Stat::Threes), 1.5); // mean exactly 1.0 -> 1.5, never a whole number
-    assert!(tatum.lines.iter().all(|l| l.over_odds == -110 && l.under_odds == -110));
+    assert_eq!(line(tatum, Stat::Points), 29.5); // the median itself
+    assert_eq!(line(tatum, Stat::Rebounds), 14.5); // the half point nearest 14.75
+    assert_eq!(line(tatum, Stat::Assists), 0.5); // median 0: the minimum
+    assert_eq!(line(tatum, Stat::Threes), 0.5); // median 1: 0.5 and 1.5 split 20/0 and 0/20, the lower
+    let points = tatum.lines.iter().find(|l| l.stat == Stat::Points).unwrap();
+    assert_eq!((points.over_odds, points.under_odds), (-110, -110), "10 of 20 over: an even market");
+    let threes = tatum.lines.iter().find(|l| l.stat == Stat::Threes).unwrap();
+    assert!(threes.over_odds < -1000 && threes.under_odds > 1000, "20 of 20 over: {threes:?}");
     assert!(slate.iter().flat_map(|e| &e.lines).all(|l| l.line >= 0.5 && l.line.fract() == 0.5));
+    assert!(slate[0].lines.is_empty(), "Horford has 1 game before the date, 5 needed for a line");
 
     // Huge games on the date itself or later change nothing.
     let mut future = logs.clone();
@@ -271,12 +274,7 @@ fn slate_uses_only_prior_games() {
 }
 
 #[test]
-fn line_rule_and_game_dates() {
-    assert_eq!(synthetic_line([10.0, 11.0, 12.0]), Some(11.5));
-    assert_eq!(synthetic_line([10.0, 10.9]), Some(10.5));
-    assert_eq!(synthetic_line([0.0, 0.0]), Some(0.5));
-    assert_eq!(synthetic_line([0.0, 1.0, 0.0]), Some(0.5));
-    assert_eq!(synthetic_line(std::iter::empty()), None);
+fn game_dates_are_sorted_and_unique() {
     let logs = [log("A", "2023-05-03", 1.0), log("B", "2023-05-01", 1.0), log("C", "2023-05-03", 1.0)];
     assert_eq!(game_dates(&logs), [d("2023-05-01"), d("2023-05-03")]);
 }
@@ -284,15 +282,15 @@ fn line_rule_and_game_dates() {
 #[test]
 fn roster_slate_takes_the_most_recently_active_players_with_enough_history() {
     let date = d("2023-10-24");
-    let mut logs: Vec<GameLog> = (1..=3).map(|i| log("Old Timer", &format!("2021-05-{:02}", i), 10.0)).collect();
-    logs.extend((1..=3).map(|i| log("Recent Star", &format!("2023-05-{:02}", i), 20.0)));
+    let mut logs: Vec<GameLog> = (1..=5).map(|i| log("Old Timer", &format!("2021-05-{:02}", i), 10.0)).collect();
+    logs.extend((1..=5).map(|i| log("Recent Star", &format!("2023-05-{:02}", i), 20.0)));
     logs.extend((1..=2).map(|i| log("Too Few", &format!("2023-06-{:02}", i), 5.0)));
-    logs.extend((1..=3).map(|i| log("Mid Player", &format!("2022-05-{:02}", i), 8.0)));
+    logs.extend((1..=5).map(|i| log("Mid Player", &format!("2022-05-{:02}", i), 8.0)));
     logs.push(log("Recent Star", "2023-10-24", 99.0)); // on the date itself: not history
     let slate = roster_slate(&logs, date, 3, 2);
     let names: Vec<&str> = slate.iter().map(|e| e.player_lookup.as_str()).collect();
     assert_eq!(names, ["midplayer", "recentstar"], "two most recent with 3+ prior games, sorted by id");
     assert!(slate.iter().all(|e| e.game_date == date));
-    assert_eq!(line(&slate[1], Stat::Points), 20.5, "lines from prior games only");
+    assert_eq!(line(&slate[1], Stat::Points), 19.5, "lines from prior games only (median 20, the lower half point)");
     assert_eq!(roster_slate(&logs, date, 3, 10).len(), 3);
 }

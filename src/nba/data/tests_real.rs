@@ -38,11 +38,12 @@ fn real_data_loads_dedupes_and_builds_a_slate() {
     assert!(slate.len() >= 20, "{} players on {date}", slate.len());
     for entry in &slate {
         assert_eq!(entry.game_date, date);
-        assert_eq!(entry.lines.len(), 4, "{}", entry.player_lookup);
+        assert!(matches!(entry.lines.len(), 0 | 4), "{}", entry.player_lookup);
         assert!(entry.lines.iter().all(|l| l.line >= 0.5 && l.line.fract() == 0.5));
         let prior = loaded.logs.iter().any(|l| l.player_lookup == entry.player_lookup && l.game_date < date);
         assert!(prior, "{} has no prior game", entry.player_lookup);
     }
+    assert!(slate.iter().filter(|e| e.lines.len() == 4).count() >= 20, "most players have 5+ games and lines");
     let played = loaded.logs.iter().filter(|l| l.game_date == date).count();
     assert!(slate.len() <= played);
 }

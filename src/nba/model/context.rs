@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use super::calibration::Calibration;
+
 use crate::nba::types::{GameLog, Stat};
 
 /// Summed minutes and stats of a set of player-games.
@@ -60,6 +62,9 @@ pub struct LeagueContext {
     before: NaiveDate,
     league: StatTotals,
     opponents: Vec<OpponentAllowed>,
+    /// The walk-forward P(over) calibration of the date; absent: raw probabilities.
+    #[serde(default)]
+    calibration: Option<Calibration>,
 }
 
 impl LeagueContext {
@@ -83,7 +88,17 @@ impl LeagueContext {
                 allowed,
             })
             .collect();
-        LeagueContext { before, league, opponents }
+        LeagueContext { before, league, opponents, calibration: None }
+    }
+
+    /// The context with the date's calibration (fitted from props settled before the date).
+    pub fn with_calibration(mut self, calibration: Calibration) -> LeagueContext {
+        self.calibration = Some(calibration);
+        self
+    }
+
+    pub fn calibration(&self) -> Option<&Calibration> {
+        self.calibration.as_ref()
     }
 
     /// The date the context was built for; it holds only games before it.

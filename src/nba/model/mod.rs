@@ -20,10 +20,14 @@
 //! 5. **P(over)**: counts 1 - F(⌊line⌋) (exact for half-point lines; an integer line's push counts as
 //!    neither over nor under); Normal 1 - Φ((line - μ)/σ) with no continuity correction. Clamped to
 //!    [1e-6, 1 - 1e-6].
-//! 6. **Market**: American odds -> implied probabilities, normalized to sum to 1 (proportional
+//! 6. **Calibration**: the raw P(over) goes through the date's walk-forward calibration map (see
+//!    [`calibration`]), fitted on props settled before the date and carried by the league context;
+//!    `model_version` names the code and the map.
+//! 7. **Market**: American odds -> implied probabilities, normalized to sum to 1 (proportional
 //!    de-vig). edge = p_over - market_p_over; OVER if edge ≥ threshold, UNDER if ≤ -threshold, else
 //!    PASS. confidence = min(1, 2·|p_over - 0.5|) · n / (n + k), n = games used.
 
+mod calibration;
 mod context;
 mod distributions;
 mod market;
@@ -34,13 +38,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::nba::types::Stat;
 
+pub use calibration::{
+    CALIBRATION_DATES, Calibration, CalibrationSample, MIN_CALIBRATION_PROPS, MODEL_VERSION, StatCalibration,
+};
 pub use context::{LeagueContext, OpponentAllowed, StatTotals, is_back_to_back, venue_factor};
 pub use distributions::{
     FittedDistribution, P_MAX, P_MIN, clamp_probability, erfc, fit_count, fit_normal, ln_gamma, neg_binomial_cdf,
-    normal_cdf, poisson_cdf, prob_over,
+    neg_binomial_ln_pmf, normal_cdf, poisson_cdf, poisson_ln_pmf, prob_over,
 };
 pub use market::{confidence, devig, implied_probability, recommend, try_devig};
-pub use predict::{PlayerProjection, predict, project};
+pub use predict::{OFFERED_MIN_MINUTES, PlayerProjection, model_version, predict, price, project};
 
 /// Tuning knobs of the model; the defaults are the documented baseline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,7 +57,8 @@ pub struct ModelConfig {
     pub half_life_games: f64,
     /// Strength of the shrinkage toward the league rate, in games.
     pub prior_games: f64,
-    /// Fewer usable games than this -> `InsufficientHistory`.
+    /// Fewer usable games than this -> `InsufficientHistory` (the worker skips the player). The
+    /// default is the line-setter's minimum: a player with fewer games has no lines to price.
     pub min_games: usize,
     /// Games averaged for projected minutes.
     pub recent_minutes_games: usize,
@@ -68,8 +76,8 @@ impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig {
             half_life_games: 8.0,
-            prior_games: 6.0,
-            min_games: 3,
+            prior_games: 2.0,
+            min_games: crate::nba::data::MIN_MARKET_GAMES,
             recent_minutes_games: 5,
             edge_threshold: 0.03,
             back_to_back_minutes_factor: 0.96,

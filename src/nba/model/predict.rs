@@ -2,8 +2,9 @@
 
 use crate::nba::types::{GameLog, PlayerPrediction, PropPrediction, SlateEntry, Stat};
 
+use super::calibration::{Calibration, MODEL_VERSION};
 use super::context::{LeagueContext, is_back_to_back, venue_factor};
-use super::distributions::{FittedDistribution, fit_count, fit_normal, prob_over};
+use super::distributions::{FittedDistribution, clamp_probability, fit_count, fit_normal, prob_over};
 use super::market::{confidence, recommend, try_devig};
 use super::rates::{project_minutes, recency_weights, shrunk_rate, weighted_moments};
 use super::{ModelConfig, ModelError};
@@ -11,6 +12,10 @@ use super::{ModelConfig, ModelError};
 /// Floors on the points sd: σ = max(√Var, SD_FLOOR, SD_FLOOR_SHARE·μ).
 const SD_FLOOR: f64 = 2.0;
 const SD_FLOOR_SHARE: f64 = 0.25;
+
+/// Projected minutes from which a player's props are marked offered: sportsbooks post props for
+/// starters and the main rotation, not for deep-bench minutes (where a 0.5 threes line is noise).
+pub const OFFERED_MIN_MINUTES: f64 = 15.0;
 
 /// A player's fitted outcome distributions for one game, before any line or price.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,8 +41,12 @@ pub fn project(
     config: &ModelConfig,
 ) -> Result<PlayerProjection, ModelError> {
     config.validate()?;
-    if league.before() > entry.game_date {
-        return Err(ModelError::LookAhead { league_before: league.before(), game_date: entry.game_date });
+    let calibrated_before = league.calibration().map_or(league.before(), |c| c.fitted_before);
+    if league.before() > entry.game_date || calibrated_before > entry.game_date {
+        return Err(ModelError::LookAhead {
+            league_before: league.before().max(calibrated_before),
+            game_date: entry.game_date,
+        });
     }
     let mut games: Vec<&GameLog> =
         history.iter().filter(|g| g.game_date < entry.game_date && g.minutes > 0.0 && g.minutes.is_finite()).collect();
@@ -93,6 +102,18 @@ pub fn predict(
     config: &ModelConfig,
 ) -> Result<PlayerPrediction, ModelError> {
     let projection = project(history, entry, league, config)?;
+    price(&projection, entry, league, config)
+}
+
+/// Prices every line of `entry` against a projection (the second half of [`predict`]), through the
+/// league context's calibration when it has one.
+pub fn price(
+    projection: &PlayerProjection,
+    entry: &SlateEntry,
+    league: &LeagueContext,
+    config: &ModelConfig,
+) -> Result<PlayerPrediction, ModelError> {
+    let calibration = league.calibration();
     let props = entry
         .lines
         .iter()
@@ -114,7 +135,8 @@ pub fn predict(
             };
             // `project` fits every stat in Stat::ALL, so the lookup always succeeds.
             let dist = projection.distribution(line.stat).copied().unwrap_or(FittedDistribution::Poisson { mean: 0.0 });
-            let p_over = prob_over(&dist, line.line);
+            let raw = prob_over(&dist, line.line);
+            let p_over = calibration.map_or(raw, |c| clamp_probability(c.apply(line.stat, raw, market_p_over)));
             let edge = p_over - market_p_over;
             Ok(PropPrediction {
                 stat: line.stat,
@@ -139,7 +161,14 @@ pub fn predict(
         projected_minutes: projection.projected_minutes,
         games_used: projection.games_used,
         props,
+        offered: projection.projected_minutes >= OFFERED_MIN_MINUTES,
+        model_version: model_version(calibration),
     })
+}
+
+/// The version a prediction carries: the code's, plus the calibration map's hash when there is one.
+pub fn model_version(calibration: Option<&Calibration>) -> String {
+    calibration.map_or_else(|| MODEL_VERSION.to_string(), Calibration::model_version)
 }
 
 #[cfg(test)]

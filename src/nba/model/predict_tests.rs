@@ -65,7 +65,7 @@ fn line(stat: Stat, line: f64) -> PropLine {
 }
 
 fn neutral() -> ModelConfig {
-    ModelConfig { home_factor: 1.0, ..ModelConfig::default() }
+    ModelConfig { home_factor: 1.0, min_games: 3, ..ModelConfig::default() }
 }
 
 fn points_projection(history: &[GameLog], entry: &SlateEntry, config: &ModelConfig) -> f64 {
@@ -97,10 +97,11 @@ fn insufficient_history_counts_only_usable_past_games() {
     games.push(log("star", day(GAME_DAY - 10), "MID", 0.0, [0.0; 4])); // DNP
     games.push(log("star", day(GAME_DAY), "MID", 30.0, [20.0, 5.0, 4.0, 2.0])); // the game itself
     let e = entry(true, "MID", vec![line(Stat::Points, 20.5)]);
+    let config = ModelConfig { min_games: 3, ..ModelConfig::default() };
     let expected = ModelError::InsufficientHistory { player: "star".into(), games: 2, required: 3 };
-    assert_eq!(predict(&games, &e, &league(), &ModelConfig::default()), Err(expected));
+    assert_eq!(predict(&games, &e, &league(), &config), Err(expected));
     games.push(log("star", day(GAME_DAY - 20), "MID", 30.0, [20.0, 5.0, 4.0, 2.0]));
-    assert!(predict(&games, &e, &league(), &ModelConfig::default()).is_ok());
+    assert!(predict(&games, &e, &league(), &config).is_ok());
 }
 
 #[test]
@@ -112,7 +113,8 @@ fn shrinkage_pulls_short_histories_toward_the_league() {
     assert!(short > 15.0 && short < 30.0, "{short}");
     assert!(long > short && long < 30.0, "{long} vs {short}");
     let w: f64 = (0..3).map(|i| 0.5f64.powf(i as f64 / 8.0)).sum();
-    assert!((short - 30.0 * (w * 1.0 + 6.0 * 0.5) / (w + 6.0)).abs() < 1e-9, "{short}");
+    let k = ModelConfig::default().prior_games;
+    assert!((short - 30.0 * (w * 1.0 + k * 0.5) / (w + k)).abs() < 1e-9, "{short}");
 }
 
 #[test]
