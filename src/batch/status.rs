@@ -36,6 +36,21 @@ pub struct StatusReport {
     pub batches: Vec<BatchStatus>,
 }
 
+/// The status of a batch from its header and its done / failed counts. Shared by `status --json` and
+/// the dashboard, so both report the same document.
+pub fn status_of(header: BatchHeader, done: u64, failed: u64) -> BatchStatus {
+    BatchStatus::new(header, done, failed)
+}
+
+/// The done / failed counts a final batch's header already carries (copied from the shards when it was
+/// finalized), so a reader can skip the aggregation query; `None` when they must be summed.
+pub fn recorded_counts(header: &BatchHeader) -> Option<(u64, u64)> {
+    match (header.state.is_final(), header.done_count, header.failed_count) {
+        (true, Some(done), Some(failed)) => Some((done, failed)),
+        _ => None,
+    }
+}
+
 impl BatchStatus {
     fn new(header: BatchHeader, done: u64, failed: u64) -> Self {
         Self {
@@ -66,7 +81,7 @@ pub async fn recent(store: &BatchStore, game_date: Option<&str>, limit: u32) -> 
     let mut batches = Vec::new();
     for header in store.recent_batches(game_date, limit).await? {
         let totals = store.totals(&header.batch_id).await?;
-        batches.push(BatchStatus::new(header, totals.done, totals.failed));
+        batches.push(status_of(header, totals.done, totals.failed));
     }
     Ok(StatusReport { batches })
 }
@@ -77,5 +92,5 @@ pub async fn one(store: &BatchStore, batch_id: &str) -> Result<Option<BatchStatu
         return Ok(None);
     };
     let totals = store.totals(batch_id).await?;
-    Ok(Some(BatchStatus::new(header, totals.done, totals.failed)))
+    Ok(Some(status_of(header, totals.done, totals.failed)))
 }
