@@ -4,6 +4,7 @@
 mod audit;
 mod backfill;
 mod backtest;
+mod dashboard;
 mod load;
 pub mod logging;
 mod repair;
@@ -57,6 +58,8 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Trigger every date of a range that has a slate, a bounded number at once; re-running resumes.
     Backfill(backfill::BackfillArgs),
+    /// Serve the read-only operator dashboard (batches, items, lineage, dead letters, audit; JSON under /api/).
+    Dashboard(dashboard::DashboardArgs),
 }
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -74,6 +77,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Backtest(args) => backtest::run(args),
         Command::Audit(args) => audit::run(&cli.gcp, args).await,
         Command::Backfill(args) => backfill::run(&cli.gcp, &cli.topics, args).await,
+        Command::Dashboard(args) => dashboard::run(&cli.gcp, args).await,
     }
 }
 
