@@ -24,7 +24,7 @@ fn event(at: Option<FirestoreInstant>, what: String) -> TimelineEvent {
     TimelineEvent { at: at.map(|t| t.to_string()), what }
 }
 
-/// trigger -> created -> fan-out sealed -> redrives -> finalize claim -> final state -> consolidated ->
+/// trigger -> created -> fan-out sealed -> redrives -> finalize claim -> consolidated -> final state ->
 /// ready -> superseded / exported, as far as the batch got. `exported` describes the export of this
 /// batch when the domain recorded one.
 pub fn timeline(header: &BatchHeader, trigger: Option<&AuditRecord>, exported: Option<String>) -> Vec<TimelineEvent> {
@@ -59,16 +59,6 @@ pub fn timeline(header: &BatchHeader, trigger: Option<&AuditRecord>, exported: O
         events
             .push(event(None, format!("finalize claimed by {} (lease until {})", claim.owner, claim.lease_expires_at)));
     }
-    if let Some(finalized) = header.finalized_at {
-        let mut what = format!("finalized: {}", header.state);
-        if let (Some(done), Some(failed)) = (header.done_count, header.failed_count) {
-            what.push_str(&format!(", {done} done, {failed} failed"));
-        }
-        if let Some(reason) = &header.failure_reason {
-            what.push_str(&format!(" ({reason})"));
-        }
-        events.push(event(Some(finalized), what));
-    }
     if let Some(record) = trigger
         && let Some(at) = record.consolidated_at
     {
@@ -80,6 +70,16 @@ pub fn timeline(header: &BatchHeader, trigger: Option<&AuditRecord>, exported: O
                 record.superseded_count.unwrap_or(0)
             ),
         ));
+    }
+    if let Some(finalized) = header.finalized_at {
+        let mut what = format!("finalized: {}", header.state);
+        if let (Some(done), Some(failed)) = (header.done_count, header.failed_count) {
+            what.push_str(&format!(", {done} done, {failed} failed"));
+        }
+        if let Some(reason) = &header.failure_reason {
+            what.push_str(&format!(" ({reason})"));
+        }
+        events.push(event(Some(finalized), what));
     }
     if let Some(message_id) = &header.ready_message_id {
         events.push(event(None, format!("ready event published (message {message_id})")));
