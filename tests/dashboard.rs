@@ -38,6 +38,14 @@ async fn screenshot(browser: &Browser, name: &str) {
     }
 }
 
+/// `GET path` answered 200 with JSON.
+async fn api(addr: std::net::SocketAddr, path: &str) -> serde_json::Value {
+    let path = path.to_string();
+    let (code, body) = tokio::task::spawn_blocking(move || http_get(addr, &path)).await.unwrap().unwrap();
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).expect("JSON")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_person_watches_a_batch_finish_filters_its_failures_and_follows_a_regeneration() {
     let mut h = Harness::new("dashboard").await;
@@ -66,6 +74,16 @@ async fn a_person_watches_a_batch_finish_filters_its_failures_and_follows_a_rege
     assert_eq!(browser.text("#done").await, "0");
     assert_eq!(browser.attrs("tr.item", "data-status").await.len(), 25, "the first page of pending items");
     screenshot(&browser, "dashboard-batch-running.png").await;
+    // Items page by cursor: 25 then the other 5, none twice.
+    let page1 = api(addr, &format!("/api/batches/{first}/items")).await;
+    let cursor = page1["next_cursor"].as_str().expect("a second page").to_string();
+    let page2 = api(addr, &format!("/api/batches/{first}/items?cursor={cursor}")).await;
+    let ids: Vec<String> = [&page1, &page2]
+        .iter()
+        .flat_map(|p| p["items"].as_array().unwrap().iter().map(|i| i["item"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!((ids.len(), page2["next_cursor"].is_null()), (ITEMS, true));
+    assert_eq!(ids, items(ITEMS), "every pending item once, in id order");
     browser.client.execute("window.__sameDocument = 'yes';", vec![]).await.unwrap();
     h.run_worker(&FAILING);
     let states = browser.watch_text("#state", Duration::from_secs(60), |s| s == "COMPLETE").await;
@@ -88,15 +106,14 @@ async fn a_person_watches_a_batch_finish_filters_its_failures_and_follows_a_rege
     assert!(errors.contains("player0003 always fails (test)"), "{errors}");
 
     // The JSON of a batch is the document `status --json` prints for it.
-    let (code, api) = http_get(addr, &format!("/api/batches/{first}")).unwrap();
-    assert_eq!(code, 200);
+    let status = api(addr, &format!("/api/batches/{first}")).await;
     let cli = std::process::Command::new(env!("CARGO_BIN_EXE_props-pipeline"))
         .args(["status", &first, "--json"])
         .envs(h.env.binary_env())
         .output()
         .unwrap();
     let cli: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&api).unwrap(), cli["batches"][0]);
+    assert_eq!(status, cli["batches"][0]);
 
     // A regeneration: the new batch's lineage names both generations and why.
     let second = trigger(&h, TriggerMode::RegenerateWithSupersede, "injury news").await;
@@ -109,6 +126,23 @@ async fn a_person_watches_a_batch_finish_filters_its_failures_and_follows_a_rege
     assert!(why.contains("injury news"), "{why}");
     browser.goto(&url(&format!("/dates/{DATE}"))).await;
     assert_eq!(browser.text("#current").await, second);
+
+    // Server-side filters and cursor pages over the two batches.
+    let ids = |page: &serde_json::Value| -> Vec<String> {
+        page["batches"].as_array().unwrap().iter().map(|b| b["batch_id"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(ids(&api(addr, "/api/batches?text=INJURY").await), vec![second.clone()], "text, any case");
+    assert_eq!(
+        ids(&api(addr, "/api/batches?state=COMPLETE&from=2024-04-22&to=2024-04-22").await),
+        vec![second.clone(), first.clone()]
+    );
+    assert!(ids(&api(addr, "/api/batches?to=2024-04-21").await).is_empty());
+    let newest = api(addr, "/api/batches?limit=1").await;
+    assert_eq!((ids(&newest), newest["matching"].as_u64()), (vec![second.clone()], Some(2)));
+    let cursor = newest["next_cursor"].as_str().expect("a next page").to_string();
+    let older = api(addr, &format!("/api/batches?limit=1&cursor={cursor}")).await;
+    assert_eq!(ids(&older), vec![first.clone()]);
+    assert!(older["next_cursor"].is_null(), "the last page");
 
     // Audit and dead letters: a malformed trigger is rejected, recorded, and shown on both pages.
     h.env.publish(&h.env.topics.trigger_topic, "not json", &[]).await;

@@ -199,3 +199,34 @@ pub fn sort_props(props: &mut [PropRow], view: &DateView) {
         primary.then_with(|| a.player.cmp(&b.player)).then_with(|| a.stat.cmp(&b.stat))
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prop(player: &str, stat: &str, edge: f64) -> PropRow {
+        PropRow {
+            player: player.into(),
+            player_lookup: player.to_lowercase(),
+            team: "BOS".into(),
+            opponent: "NYK".into(),
+            stat: stat.into(),
+            line: 10.5,
+            projection: 11.0,
+            p_over: 0.5 + edge,
+            edge,
+            pick: "pass".into(),
+            confidence: 0.3,
+        }
+    }
+
+    #[test]
+    fn props_sort_by_the_chosen_column_then_player_and_stat() {
+        let mut props = vec![prop("B", "points", 0.02), prop("A", "threes", -0.05), prop("A", "assists", 0.02)];
+        sort_props(&mut props, &DateView { sort: SortColumn::Edge, descending: true });
+        let order: Vec<(&str, &str)> = props.iter().map(|p| (p.player.as_str(), p.stat.as_str())).collect();
+        assert_eq!(order, vec![("A", "assists"), ("B", "points"), ("A", "threes")]);
+        sort_props(&mut props, &DateView::default());
+        assert_eq!(props[0].stat, "assists", "by player, then stat");
+    }
+}
