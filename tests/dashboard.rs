@@ -8,11 +8,15 @@ use std::time::Duration;
 
 use common::browser::Browser;
 use common::harness::{DATE, Harness, date, items};
+use common::nba::{NbaEnv, exported};
 use common::ops::{Process, http_get};
 use props_pipeline::batch::documents::batch_id_for;
 use props_pipeline::batch::settings::EngineSettings;
 use props_pipeline::batch::state::BatchState;
 use props_pipeline::messages::{TriggerMessage, TriggerMode};
+use props_pipeline::nba::domain::NbaWorker;
+use props_pipeline::nba::model::ModelConfig;
+use props_pipeline::nba::store::{current_predictions, export_record};
 
 const ITEMS: usize = 30;
 const FAILING: [&str; 2] = ["player0003", "player0017"];
@@ -167,6 +171,42 @@ async fn a_person_watches_a_batch_finish_filters_its_failures_and_follows_a_rege
     browser.close().await;
     dashboard.stop();
     h.stop().await;
+}
+
+/// A real playoff date: its page lists every prop of the current generation, sorts by a column the
+/// person clicks, and shows the export record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_date_page_sorts_real_predictions_and_shows_the_export() {
+    const NBA_DATE: &str = "2023-05-02";
+    let mut nba = NbaEnv::new("dashboard-date", &[NBA_DATE]).await;
+    nba.run_roles(NbaWorker::new(nba.store.clone(), ModelConfig::default()), EngineSettings::default());
+    let trigger = TriggerMessage::new(NBA_DATE, TriggerMode::Start, "date page".into(), None, String::new()).unwrap();
+    let message_id = nba.env.publish(&nba.env.topics.trigger_topic, trigger.to_json(), &[]).await;
+    let batch_id = batch_id_for(NBA_DATE, &message_id);
+    exported(&nba.export_path(NBA_DATE), 1, Duration::from_secs(120)).await;
+    let record = export_record(&nba.db, NBA_DATE).await.unwrap().expect("an export record");
+    let props: usize =
+        current_predictions(&nba.db, NBA_DATE).await.unwrap().iter().map(|p| p.prediction.props.len()).sum();
+
+    let dashboard = Process::start(&["dashboard", "--http-addr", "127.0.0.1:0"], &nba.env.binary_env());
+    let addr = dashboard.http_addr();
+    let browser = Browser::start(1280, 900).await;
+    browser.goto(&format!("http://{addr}/dates/{NBA_DATE}")).await;
+    assert_eq!(browser.text("#current").await, batch_id);
+    assert!(browser.text("#export").await.contains(&record.checksum), "the export record is shown");
+    assert_eq!(browser.attrs("tr.prop", "data-edge").await.len(), props, "every prop of the current generation");
+    // Click "Edge" twice: ascending, then descending.
+    browser.click("th a[href*='sort=edge']").await;
+    browser.click("th a[href*='sort=edge']").await;
+    assert!(browser.client.current_url().await.unwrap().as_str().ends_with("sort=edge&dir=desc"));
+    let edges: Vec<f64> = browser.attrs("tr.prop", "data-edge").await.iter().map(|e| e.parse().unwrap()).collect();
+    assert_eq!(edges.len(), props);
+    assert!(edges.windows(2).all(|w| w[0] >= w[1]), "sorted by edge, descending");
+    assert!(edges.first() > edges.last(), "the edges differ, so the order means something");
+
+    browser.close().await;
+    dashboard.stop();
+    nba.stop().await;
 }
 
 /// Bad input gets a clear 4xx: unknown ids, malformed filters, huge page sizes; never a 500.

@@ -57,7 +57,7 @@ pub fn render(data: &DateViewData, view: &DateView, reads: u64) -> Markup {
                     thead { tr { @for (column, title) in HEADINGS { th { (heading(date, view, column, title)) } } } }
                     tbody {
                         @for p in &data.props {
-                            tr.prop {
+                            tr.prop data-player=(p.player_lookup) data-edge=(p.edge) {
                                 td { (p.player) } td { (p.team) " vs " (p.opponent) } td { (p.stat) }
                                 td.num { (format!("{:.1}", p.line)) } td.num { (format!("{:.2}", p.projection)) }
                                 td.num { (format!("{:.3}", p.p_over)) } td.num { (format!("{:+.3}", p.edge)) }
