@@ -105,6 +105,8 @@ async fn write_big_batch(db: &FirestoreDb) {
         superseded_count: None,
         replacement_count: None,
         consolidated_at: None,
+        item_redrives: 0,
+        publishing_resumes: 0,
     };
     db.fluent().update().in_col(AUDIT).document_id("big").object(&record).execute::<()>().await.expect("audit");
     let parent = db.parent_path(BATCHES, BIG).expect("a path");
@@ -112,13 +114,14 @@ async fn write_big_batch(db: &FirestoreDb) {
         .map(|i| {
             let mut marker = ItemMarker::pending();
             if i % 10 == 0 {
-                marker = ItemMarker { status: ItemStatus::Done, attempts: 1, predictions_count: 4, error: None };
+                marker =
+                    ItemMarker { status: ItemStatus::Done, attempts: 1, predictions_count: 4, ..ItemMarker::pending() };
             } else if i % 97 == 0 {
                 marker = ItemMarker {
                     status: ItemStatus::Failed,
                     attempts: 1,
-                    predictions_count: 0,
                     error: Some("model error (bench)".into()),
+                    ..ItemMarker::pending()
                 };
             }
             (format!("player{i:05}"), marker)

@@ -17,8 +17,12 @@ use props_pipeline::gcp::pubsub::PubSub;
 
 #[derive(Debug, Parser)]
 struct Args {
-    #[command(flatten)]
-    gcp: GcpSettings,
+    /// Google Cloud project id.
+    #[arg(long, env = "GOOGLE_CLOUD_PROJECT", default_value = "props-local")]
+    project: String,
+    /// Pub/Sub emulator HOST:PORT; unset, Application Default Credentials.
+    #[arg(long, env = "PUBSUB_EMULATOR_HOST")]
+    pubsub_emulator_host: Option<String>,
     #[command(flatten)]
     consumer: ConsumerSettings,
     #[arg(long)]
@@ -53,9 +57,10 @@ fn say(line: &str) {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_writer(std::io::stderr).init();
     let args = Args::parse();
-    args.gcp.validate()?;
+    let gcp = GcpSettings::new(args.project, args.pubsub_emulator_host, None);
+    gcp.validate()?;
     args.consumer.validate()?;
-    let pubsub = PubSub::connect(&args.gcp).await?;
+    let pubsub = PubSub::connect(&gcp).await?;
     let target = ConsumerTarget { subscription: args.subscription, dead_letter_topic: args.dead_letter_topic };
     let consumer = Consumer::new(pubsub, target, args.consumer, Slow(Duration::from_millis(args.handle_ms)));
     let stats = consumer.run(cancel_on_signals()).await?;

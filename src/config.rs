@@ -27,24 +27,18 @@ pub enum ConfigError {
     BackoffOrder { min: u64, max: u64 },
 }
 
-/// Where the Google Cloud project is and how to reach it.
-#[derive(Debug, Clone, Args)]
+/// Where the Google Cloud project is and how to reach it. The binary fills it from the flag groups of
+/// `src/cli/args.rs`, each command with only the services it uses.
+#[derive(Debug, Clone)]
 pub struct GcpSettings {
     /// Google Cloud project id (emulators accept any well-formed id).
-    #[arg(long = "project", env = "GOOGLE_CLOUD_PROJECT", default_value = "props-local", global = true)]
     pub project: String,
-
     /// Pub/Sub emulator HOST:PORT. When set, no credentials are used; otherwise Application Default
     /// Credentials (Workload Identity on GKE).
-    #[arg(long, env = "PUBSUB_EMULATOR_HOST", global = true)]
     pub pubsub_emulator_host: Option<String>,
-
     /// Firestore emulator HOST:PORT. When set, no credentials are used.
-    #[arg(long, env = "FIRESTORE_EMULATOR_HOST", global = true)]
     pub firestore_emulator_host: Option<String>,
-
     /// Longest wait for one administrative or publish call before giving up with an error.
-    #[arg(long, env = "PROPS_RPC_TIMEOUT_SECS", default_value_t = 20, global = true)]
     pub rpc_timeout_secs: u64,
 }
 
@@ -81,20 +75,17 @@ impl GcpSettings {
 }
 
 /// Names of the four topics of the design. Subscriptions and dead-letter topics derive from them
-/// (see [`crate::topology`]), so renaming a topic renames its whole family consistently.
-#[derive(Debug, Clone, Args)]
+/// (see [`crate::topology`]), so renaming a topic renames its whole family consistently. The binary's
+/// flags for them are in `src/cli/args.rs`.
+#[derive(Debug, Clone)]
 pub struct TopicNames {
     /// Topic operators publish triggers to.
-    #[arg(long, env = "PROPS_TRIGGER_TOPIC", default_value = "prediction-trigger", global = true)]
     pub trigger_topic: String,
     /// Topic of the coordinator's fan-out: one request per item.
-    #[arg(long, env = "PROPS_REQUEST_TOPIC", default_value = "prediction-requests", global = true)]
     pub request_topic: String,
     /// Topic workers report completions to.
-    #[arg(long, env = "PROPS_COMPLETION_TOPIC", default_value = "prediction-completions", global = true)]
     pub completion_topic: String,
     /// Topic announcing a consolidated batch.
-    #[arg(long, env = "PROPS_READY_TOPIC", default_value = "predictions-ready", global = true)]
     pub ready_topic: String,
 }
 

@@ -167,6 +167,12 @@ impl<D: BatchDomain, H: ItemHandler, X: MessageHandler> Roles<D, H, X> {
         {
             tracing::error!(%join_error, "the sweeper task panicked");
         }
+        // Handlers aborted at the end of the grace period may have held a finalize claim: give those
+        // up now, so the next completion or sweep elsewhere takes over at once, not after the lease.
+        let released = self.engine.release_held_claims().await;
+        if released > 0 {
+            tracing::info!(released, "released the finalize claims this process could not finish");
+        }
         first_error.map_or(Ok(stats), Err)
     }
 

@@ -1,6 +1,7 @@
 //! Delivery confirmation and coverage: `props-pipeline trigger --wait` follows the batch created from
 //! the message it published and exits by how it ended; a batch that completes below the coverage
-//! threshold raises ALERT_LOW_COVERAGE, and `status` shows its coverage.
+//! threshold raises ALERT_LOW_COVERAGE, and `status` shows its coverage. `status --watch` exits by the
+//! same scheme and prints JSON with `--json`.
 
 mod common;
 
@@ -44,8 +45,13 @@ async fn trigger_wait_follows_its_own_batch_to_complete_and_exits_zero() {
     let (output, message_id) = trigger_wait(&harness, "60").await;
     let batch_id = batch_id_for(DATE, &message_id);
     let header = harness.store.header(&batch_id).await.unwrap();
+    let watched = binary(&harness, &["status", &batch_id, "--watch", "--json", "--timeout-secs", "10"]).await;
     harness.stop().await;
 
+    // `status --watch --json` prints the final state as the JSON document, not the summary line.
+    assert_eq!(watched.status.code(), Some(0), "{}", text(&watched.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&watched.stdout).expect("JSON from --watch --json");
+    assert_eq!(report["batches"][0]["state"], "COMPLETE", "{report}");
     assert!(output.status.success(), "{}", text(&output.stderr));
     let stdout = text(&output.stdout);
     assert!(stdout.contains(&format!("{batch_id} COMPLETE: 5 done, 0 failed of 5")), "{stdout}");
@@ -66,6 +72,7 @@ async fn trigger_wait_exits_with_failed_when_its_batch_fails() {
     assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
     let stderr = text(&output.stderr);
     assert!(stderr.contains("FAILED: 3 of 3 items failed"), "{stderr}");
+    assert!(stderr.contains("`props-pipeline missing"), "names the command that lists the failed items: {stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -78,7 +85,11 @@ async fn trigger_wait_times_out_when_nothing_runs_and_reports_a_no_op_at_once() 
     let (first, first_message_id) = trigger_wait(&harness, "8").await;
     assert_eq!(first.status.code(), Some(5), "{}", text(&first.stderr));
     let first_id = batch_id_for(DATE, &first_message_id);
-    assert!(text(&first.stderr).contains("not final after 8s"), "{}", text(&first.stderr));
+    assert!(
+        text(&first.stderr).contains(&format!("batch {first_id} still RUNNING after 8s")),
+        "{}",
+        text(&first.stderr)
+    );
     assert_eq!(harness.store.header(&first_id).await.unwrap().map(|h| h.state), Some(BatchState::Running));
 
     let started = Instant::now();

@@ -83,14 +83,15 @@ async fn dead_letters(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn requests_that_exhaust_their_attempts_fail_their_items_and_the_failure_policy_decides() {
+async fn requests_that_exhaust_their_attempts_and_redrives_fail_their_items_and_the_failure_policy_decides() {
     // 1 of 20 (5%) is tolerated; 2 of 10 (20%) is over the default 10%.
     for (count, never_ready, expected_state) in
         [(20, &["player0003"][..], BatchState::Complete), (10, &["player0003", "player0007"][..], BatchState::Failed)]
     {
         let mut harness = Harness::with_policy("reliab-dlq", &fast_retry_policy(5)).await;
         harness.domain.set_items(date(), items(count));
-        let engine = harness.engine(EngineSettings::default());
+        // One redrive: a request that never gets a verdict is put back to work once, then fails.
+        let engine = harness.engine(EngineSettings { max_item_redrives: 1, ..Default::default() });
         harness.run_coordinator(&engine);
         harness.run_dead_letter(&engine);
         let worker = RetryingWorker {
@@ -109,12 +110,16 @@ async fn requests_that_exhaust_their_attempts_fail_their_items_and_the_failure_p
         for item in never_ready {
             let marker = harness.store.item(&batch_id, item).await.unwrap().expect("marker");
             assert_eq!(marker.status, ItemStatus::Failed);
-            assert_eq!(marker.error.as_deref(), Some("dead-lettered: not acknowledged after 5 delivery attempts"));
+            assert_eq!(
+                marker.error.as_deref(),
+                Some("dead-lettered: not acknowledged after 5 delivery attempts; redrive cap 1 reached")
+            );
+            assert_eq!(marker.redrives, 1, "redriven once before it failed");
         }
         let failed_items = |records: &[DeadLetterRecord]| -> HashSet<String> {
             records
                 .iter()
-                .filter(|r| r.channel == "request" && r.action == "item marked failed")
+                .filter(|r| r.channel == "request" && r.action == "item marked failed: redrive cap reached")
                 .map(|r| serde_json::from_str::<serde_json::Value>(&r.data).unwrap()["player_lookup"].to_string())
                 .collect()
         };

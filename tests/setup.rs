@@ -105,7 +105,7 @@ async fn setup_command_says_what_already_existed() {
 #[test]
 fn setup_command_rejects_a_bad_project_in_one_line() {
     let output = Command::new(env!("CARGO_BIN_EXE_props-pipeline"))
-        .args(["--project", "Not_A_Project", "setup"])
+        .args(["setup", "--project", "Not_A_Project"])
         .env("PUBSUB_EMULATOR_HOST", "127.0.0.1:1")
         .output()
         .expect("run props-pipeline");

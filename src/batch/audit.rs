@@ -97,6 +97,29 @@ pub struct AuditRecord {
     pub replacement_count: Option<u64>,
     #[serde(default, with = "firestore::serialize_as_optional_timestamp")]
     pub consolidated_at: Option<FirestoreInstant>,
+    /// Requests of this trigger's batch the dead-letter role put back to work after they ran out of
+    /// delivery attempts without a verdict (each counts against its item's redrive cap).
+    #[serde(default)]
+    pub item_redrives: u64,
+    /// Times the sweeper resumed this trigger's batch while it was stuck in PUBLISHING.
+    #[serde(default)]
+    pub publishing_resumes: u64,
+}
+
+/// A counter on a trigger's audit record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditCounter {
+    ItemRedrives,
+    PublishingResumes,
+}
+
+impl AuditCounter {
+    fn field(self) -> &'static str {
+        match self {
+            AuditCounter::ItemRedrives => "item_redrives",
+            AuditCounter::PublishingResumes => "publishing_resumes",
+        }
+    }
 }
 
 impl AuditRecord {
@@ -120,6 +143,8 @@ impl AuditRecord {
             superseded_count: None,
             replacement_count: None,
             consolidated_at: None,
+            item_redrives: 0,
+            publishing_resumes: 0,
         }
     }
 
@@ -165,6 +190,8 @@ impl AuditRecord {
             superseded_count: None,
             replacement_count: None,
             consolidated_at: None,
+            item_redrives: 0,
+            publishing_resumes: 0,
         }
     }
 }
@@ -233,6 +260,36 @@ impl BatchStore {
             })
             .await
             .map_err(firestore_error("auditing a consolidation"))
+    }
+
+    /// Adds one to `counter` on the audit record of a trigger (an increment, no read). A trigger without
+    /// a record (created before the audit existed) is left alone.
+    pub async fn count_in_audit(&self, trigger_message_id: &str, counter: AuditCounter) -> Result<(), StoreError> {
+        // A transform-only write exists only inside a transaction or a batch; the record is not
+        // contended, so a transaction costs nothing here.
+        let written = self
+            .db()
+            .run_transaction(|db, tx| {
+                let message_id = trigger_message_id.to_string();
+                async move {
+                    db.fluent()
+                        .update()
+                        .in_col(AUDIT)
+                        .precondition(firestore::FirestoreWritePrecondition::Exists(true))
+                        .document_id(&message_id)
+                        .transforms(|t| t.fields([t.field(counter.field()).increment(1)]))
+                        .only_transform()
+                        .add_to_transaction(tx)?;
+                    Ok(())
+                }
+                .boxed()
+            })
+            .await;
+        match written {
+            Ok(_) => Ok(()),
+            Err(error) if crate::batch::store::is_precondition_failure(&error) => Ok(()),
+            Err(error) => Err(firestore_error("counting in an audit record")(error)),
+        }
     }
 
     /// The record of one trigger message.

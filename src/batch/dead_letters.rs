@@ -1,10 +1,13 @@
 //! The dead-letter role: consumes every `<topic>-dead-letter` subscription, so nothing that reached a
 //! dead-letter topic is silently dropped.
 //!
-//! - A request (exhausted its delivery attempts, or rejected) marks its item failed with the reason and
-//!   the attempt count, through the ordinary completion path, so the batch can still finish.
+//! - A request rejected by a handler (its permanent verdict) marks its item failed with the reason,
+//!   through the ordinary completion path, so the batch can still finish. A request that only ran out
+//!   of delivery attempts (an outage longer than its backoff, killed workers) is not the item's fault:
+//!   it is published again, counted against the item's redrive cap (`PROPS_MAX_ITEM_REDRIVES`), and
+//!   only at the cap does the item fail.
 //! - A completion is applied once more (it may have run out of attempts behind a live finalize claim);
-//!   recording it is idempotent.
+//!   recording it is idempotent, and it never fails an item for a completion or claim problem.
 //! - Every dead letter is recorded in `dead_letters/{id}` (create-once) with its reason, data and
 //!   source subscription, for operators.
 
@@ -17,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::documents::DEAD_LETTERS;
 use super::domain::BatchDomain;
 use super::engine::{BatchEngine, CompletionReport, EngineError};
+use super::redrive::ItemRedriveReport;
 use super::store::{BatchStore, StoreError, firestore_error};
 use crate::consumer::{
     DELIVERY_ATTEMPT, Delivery, MessageHandler, ORIGINAL_MESSAGE_ID, Outcome, REJECT_REASON, SOURCE_SUBSCRIPTION,
@@ -126,6 +130,19 @@ impl BatchStore {
         }
     }
 
+    /// Whether the dead letter with this record id was recorded already.
+    pub async fn dead_letter_recorded(&self, id: &str) -> Result<bool, StoreError> {
+        let document = self
+            .db()
+            .fluent()
+            .select()
+            .by_id_in(DEAD_LETTERS)
+            .one(id)
+            .await
+            .map_err(firestore_error("reading a dead letter record"))?;
+        Ok(document.is_some())
+    }
+
     /// Dead letters, newest first, at most `limit`.
     pub async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetterRecord>, StoreError> {
         self.db()
@@ -155,9 +172,22 @@ impl<D: BatchDomain> DeadLetterRole<D> {
                 let Ok(request) = RequestMessage::parse(&delivery.data) else {
                     return Ok("recorded (not a valid request)".into());
                 };
-                let error = format!("dead-lettered: {}", record.reason);
-                let report = self.engine.complete(&CompletionMessage::failed(&request, &error)).await;
-                Ok(describe("item marked failed", report)?)
+                if delivery.attributes.contains_key(REJECT_REASON) {
+                    // A handler's permanent verdict on this request: the item fails.
+                    let error = format!("dead-lettered: {}", record.reason);
+                    let report = self.engine.complete(&CompletionMessage::failed(&request, &error)).await;
+                    return describe("item marked failed", report);
+                }
+                // Out of delivery attempts with no verdict: not the item's fault. Back to work.
+                match self.engine.redrive_item(&request, &record.reason).await? {
+                    ItemRedriveReport::Redriven { redrive, max } => {
+                        Ok(format!("request re-published (item redrive {redrive} of {max})"))
+                    }
+                    ItemRedriveReport::Failed(report) => {
+                        describe("item marked failed: redrive cap reached", Ok(report))
+                    }
+                    ItemRedriveReport::Moot(why) => Ok(format!("nothing to do: {why}")),
+                }
             }
             ChannelKind::Completion => {
                 let Ok(completion) = CompletionMessage::parse(&delivery.data) else {
@@ -188,6 +218,13 @@ fn describe(recorded: &str, report: Result<CompletionReport, EngineError>) -> Re
 impl<D: BatchDomain> MessageHandler for DeadLetterRole<D> {
     async fn handle(&self, delivery: &Delivery) -> Outcome {
         let mut record = DeadLetterRecord::of(self.channel, delivery);
+        // The record is written last, so one that exists means this dead letter was handled and only
+        // its ack was lost: applying it again would count another redrive.
+        match self.engine.store().dead_letter_recorded(&record.id()).await {
+            Ok(true) => return Outcome::Ack,
+            Ok(false) => {}
+            Err(error) => return Outcome::Retry(format!("dead letter not handled yet: {error}")),
+        }
         record.action = match self.apply(&record, delivery).await {
             Ok(action) => action,
             Err(error) => return Outcome::Retry(format!("dead letter not handled yet: {error}")),

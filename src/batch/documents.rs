@@ -103,11 +103,15 @@ pub struct ItemMarker {
     pub predictions_count: u64,
     #[serde(default)]
     pub error: Option<String>,
+    /// Times the dead-letter role put this item's request back to work after it ran out of delivery
+    /// attempts without a verdict; capped by `PROPS_MAX_ITEM_REDRIVES`.
+    #[serde(default)]
+    pub redrives: u64,
 }
 
 impl ItemMarker {
     pub fn pending() -> Self {
-        Self { status: ItemStatus::Pending, attempts: 0, predictions_count: 0, error: None }
+        Self { status: ItemStatus::Pending, attempts: 0, predictions_count: 0, error: None, redrives: 0 }
     }
 }
 

@@ -8,16 +8,17 @@ use google_cloud_pubsub::model::Message;
 use thiserror::Error;
 
 use super::audit::AuditOutcome;
+use super::claims::ClaimRegistry;
 use super::documents::{BatchHeader, ItemStatus};
 use super::domain::{BatchDomain, DomainError};
 use super::settings::EngineSettings;
-use super::state::{BatchState, ClaimDecision, decide_claim, is_low_coverage, outcome};
-use super::store::{BatchStore, BeginOutcome, CompletionRecord, FinishOutcome, NewBatch, StoreError};
+use super::state::BatchState;
+use super::store::{BatchStore, BeginOutcome, CompletionRecord, NewBatch, StoreError};
 use crate::config::TopicNames;
 use crate::gcp::GcpError;
+use crate::gcp::errors::Retryability;
 use crate::gcp::pubsub::PubSub;
-use crate::messages::{CompletionMessage, ReadyMessage, RequestMessage, TriggerMessage, validate_document_id};
-use crate::ops::metrics::{ALERTS_TOTAL, FINALIZE_SECONDS};
+use crate::messages::{CompletionMessage, RequestMessage, TriggerMessage, validate_document_id};
 
 /// Stable marker in the log line of a batch that ended FAILED, for log-based alerts.
 pub const ALERT_BATCH_FAILED: &str = "ALERT_BATCH_FAILED";
@@ -41,14 +42,20 @@ pub enum EngineError {
 }
 
 impl EngineError {
-    pub fn is_transient(&self) -> bool {
+    /// What retrying the message can do (the one classification in [`crate::gcp::errors`]).
+    pub fn retryability(&self) -> Retryability {
         match self {
-            EngineError::Store(e) => e.is_transient(),
-            EngineError::Pubsub(e) => e.is_transient(),
-            EngineError::Domain(e) => matches!(e, DomainError::Transient(_)),
-            EngineError::InvalidItem(_) => false,
-            EngineError::ClaimHeld { .. } => true,
+            EngineError::Store(e) => e.retryability(),
+            EngineError::Pubsub(e) => e.retryability(),
+            EngineError::Domain(DomainError::Transient(_)) => Retryability::Retry,
+            EngineError::Domain(DomainError::Permanent(_)) => Retryability::Reject,
+            EngineError::InvalidItem(_) => Retryability::Reject,
+            EngineError::ClaimHeld { .. } => Retryability::Retry,
         }
+    }
+
+    pub fn is_transient(&self) -> bool {
+        self.retryability() == Retryability::Retry
     }
 }
 
@@ -95,15 +102,21 @@ pub enum FinalizeReport {
     Finalized(BatchState),
     /// Already final (and announced, when COMPLETE).
     AlreadyFinal(BatchState),
+    /// Left to whoever finishes it: another attempt holds a live claim, or this attempt failed after
+    /// its completion was recorded. The holder, the claim's expiry or the sweeper finishes the batch,
+    /// so the message is acked rather than redelivered into a contended header.
+    Deferred(String),
 }
 
 pub struct BatchEngine<D> {
-    store: BatchStore,
-    pubsub: PubSub,
-    topics: TopicNames,
-    domain: Arc<D>,
-    settings: EngineSettings,
-    instance_id: String,
+    pub(super) store: BatchStore,
+    pub(super) pubsub: PubSub,
+    pub(super) topics: TopicNames,
+    pub(super) domain: Arc<D>,
+    pub(super) settings: EngineSettings,
+    pub(super) instance_id: String,
+    /// Claims taken and not yet finished, released at shutdown.
+    pub(super) claims: ClaimRegistry,
 }
 
 impl<D: BatchDomain> BatchEngine<D> {
@@ -115,7 +128,7 @@ impl<D: BatchDomain> BatchEngine<D> {
         settings: EngineSettings,
     ) -> Self {
         let instance_id = settings.instance_id();
-        Self { store, pubsub, topics, domain, settings, instance_id }
+        Self { store, pubsub, topics, domain, settings, instance_id, claims: ClaimRegistry::default() }
     }
 
     pub fn store(&self) -> &BatchStore {
@@ -124,6 +137,18 @@ impl<D: BatchDomain> BatchEngine<D> {
 
     pub fn instance_id(&self) -> &str {
         &self.instance_id
+    }
+
+    pub(crate) fn domain(&self) -> &D {
+        &self.domain
+    }
+
+    pub fn claims(&self) -> &ClaimRegistry {
+        &self.claims
+    }
+
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
     }
 
     /// Trigger: create or resume the batch, write its markers, publish its requests, seal it.
@@ -180,27 +205,13 @@ impl<D: BatchDomain> BatchEngine<D> {
         if header.state != BatchState::Publishing {
             // Sealed before: the trigger was redelivered after its work was done (or the ack was lost).
             drop(_entered);
-            self.finalize_if_whole(&header.batch_id).await?;
+            self.finalize_after_seal(&header.batch_id).await;
             return Ok(TriggerReport::Resumed { batch_id: header.batch_id, republished: 0 });
         }
-        if items.len() as u64 != header.expected_count {
-            return Err(StoreError::ItemsChanged {
-                batch_id: header.batch_id,
-                expected: header.expected_count,
-                listed: items.len() as u64,
-            }
-            .into());
-        }
-        self.store.write_item_markers(&header.batch_id, &items).await?;
-        // A resumed batch republishes only what is still pending; completed items are not redone.
-        let to_publish =
-            if created { items } else { self.store.items_in(&header.batch_id, ItemStatus::Pending).await? };
-        self.publish_requests(&header, &correlation_id, &to_publish).await?;
-        let sealed = self.store.seal(&header.batch_id).await?;
-        tracing::info!(items = sealed.expected_count, published = to_publish.len(), state = %sealed.state, "batch sealed");
+        let (sealed, published) = self.fan_out(&header, items, created).await?;
         drop(_entered);
         // Completions may all have arrived before the seal (or there are no items at all).
-        self.finalize_if_whole(&sealed.batch_id).await?;
+        self.finalize_after_seal(&sealed.batch_id).await;
         Ok(if created {
             TriggerReport::Started {
                 batch_id: sealed.batch_id,
@@ -209,8 +220,47 @@ impl<D: BatchDomain> BatchEngine<D> {
                 superseded,
             }
         } else {
-            TriggerReport::Resumed { batch_id: sealed.batch_id, republished: to_publish.len() }
+            TriggerReport::Resumed { batch_id: sealed.batch_id, republished: published }
         })
+    }
+
+    /// The fan-out of a PUBLISHING batch: a pending marker per item (create-only), a request per pending
+    /// item (every item when `fresh`, the batch having just been created), then the seal. Safe to
+    /// repeat: by a redelivered trigger, or by the sweeper resuming a batch whose coordinator is gone.
+    /// Returns the sealed header and how many requests were published.
+    pub(crate) async fn fan_out(
+        &self,
+        header: &BatchHeader,
+        items: Vec<String>,
+        fresh: bool,
+    ) -> Result<(BatchHeader, usize), EngineError> {
+        if items.len() as u64 != header.expected_count {
+            return Err(StoreError::ItemsChanged {
+                batch_id: header.batch_id.clone(),
+                expected: header.expected_count,
+                listed: items.len() as u64,
+            }
+            .into());
+        }
+        self.store.write_item_markers(&header.batch_id, &items).await?;
+        // A resumed batch republishes only what is still pending; completed items are not redone.
+        let to_publish = if fresh { items } else { self.store.items_in(&header.batch_id, ItemStatus::Pending).await? };
+        self.publish_requests(header, &header.correlation_id, &to_publish).await?;
+        let sealed = self.store.seal(&header.batch_id).await?;
+        tracing::info!(items = sealed.expected_count, published = to_publish.len(), state = %sealed.state, "batch sealed");
+        Ok((sealed, to_publish.len()))
+    }
+
+    /// Finalizes a sealed batch whose completions may all be in already. The trigger's work is done
+    /// once the batch is sealed, so a failure here is left to the completions and the sweeper rather
+    /// than redelivering the trigger.
+    pub(crate) async fn finalize_after_seal(&self, batch_id: &str) {
+        match self.finalize_if_whole(batch_id).await {
+            Ok(_) | Err(EngineError::ClaimHeld { .. }) => {}
+            Err(error) => {
+                tracing::warn!(batch_id, %error, "finalizing after the seal failed; completions or the sweeper finish it")
+            }
+        }
     }
 
     /// Publishes one request per item and waits until every one is accepted by Pub/Sub.
@@ -257,177 +307,23 @@ impl<D: BatchDomain> BatchEngine<D> {
                 "batch {} has no item {}",
                 completion.batch_id, completion.player_lookup
             ))),
-            CompletionRecord::Recorded => {
-                Ok(CompletionReport::Recorded(self.finalize_if_whole(&header.batch_id).await?))
-            }
-            // A duplicate may be the redelivery of a completion whose finalize never ran: check again.
-            CompletionRecord::Duplicate => {
-                Ok(CompletionReport::Duplicate(self.finalize_if_whole(&header.batch_id).await?))
-            }
-        }
-    }
-
-    /// Finalizes `batch_id` if every item is terminal: claim, consolidate, fence, finish, announce.
-    /// Safe to call any number of times from any instance.
-    pub async fn finalize_if_whole(&self, batch_id: &str) -> Result<FinalizeReport, EngineError> {
-        let Some(header) = self.store.header(batch_id).await? else {
-            return Err(StoreError::UnknownBatch(batch_id.to_string()).into());
-        };
-        match header.state {
-            BatchState::Publishing => return Ok(FinalizeReport::NotReady),
-            BatchState::Complete => {
-                if header.ready_message_id.is_none()
-                    && self
-                        .store
-                        .claim_announcement(batch_id, &self.claim_owner(), self.settings.finalize_lease())
-                        .await?
-                {
-                    tracing::warn!(batch_id, "re-announcing a complete batch whose ready event was never recorded");
-                    self.announce(&header).await?;
+            // A live claim is another attempt's to finish: the completion is in, nothing to retry.
+            CompletionRecord::Recorded => match self.finalize_if_whole(&header.batch_id).await {
+                Err(EngineError::ClaimHeld { owner, .. }) => {
+                    Ok(CompletionReport::Recorded(FinalizeReport::Deferred(format!("claim held by {owner}"))))
                 }
-                return Ok(FinalizeReport::AlreadyFinal(header.state));
-            }
-            BatchState::Failed | BatchState::Superseded => return Ok(FinalizeReport::AlreadyFinal(header.state)),
-            BatchState::Running | BatchState::Finalizing => {}
-        }
-        let owner = self.claim_owner();
-        // Another attempt's live claim is in the header just read: answer from it. The totals query
-        // and the claim transaction would decide the same, and that transaction's lock on the header
-        // only delays the holder's `finish` (measured by `make bench`: completions redelivered while a
-        // 5,000-item batch consolidated kept the header contended and finalize took 11 s).
-        if let ClaimDecision::HeldByOther { owner, expires_in } = decide_claim(
-            header.state,
-            header.expected_count,
-            header.expected_count,
-            header.finalize_claim.as_ref(),
-            &owner,
-            firestore::FirestoreInstant::now(),
-        ) {
-            return Err(EngineError::ClaimHeld { batch_id: batch_id.to_string(), owner, expires_in });
-        }
-        let totals = self.store.totals(batch_id).await?;
-        if header.state == BatchState::Running && totals.terminal() < header.expected_count {
-            return Ok(FinalizeReport::NotReady);
-        }
-        let claim = self.store.claim_finalize(batch_id, &owner, self.settings.finalize_lease(), totals).await?;
-        match claim.decision {
-            ClaimDecision::NotReady => return Ok(FinalizeReport::NotReady),
-            ClaimDecision::AlreadyFinal => return Ok(FinalizeReport::AlreadyFinal(claim.header.state)),
-            ClaimDecision::HeldByOther { owner, expires_in } => {
-                return Err(EngineError::ClaimHeld { batch_id: batch_id.to_string(), owner, expires_in });
-            }
-            ClaimDecision::TakeOver { previous_owner } => {
-                tracing::warn!(batch_id, previous_owner, "finalize lease expired; taking over");
-            }
-            ClaimDecision::Claim | ClaimDecision::AlreadyMine => {}
-        }
-        let claimed_at = std::time::Instant::now();
-        let header = claim.header;
-        // Consolidate only a batch that will complete: `finish` itself applies the failure policy
-        // and supersedes a batch whose date pointer moved on.
-        let will_fail =
-            outcome(totals.failed, header.expected_count, header.tolerated_failed_fraction) == BatchState::Failed;
-        let failure_reason = if will_fail || !self.store.is_current(&header).await? {
-            None
-        } else {
-            self.consolidate(&header, &owner).await?
-        };
-        let finished = match self.store.finish(batch_id, &owner, totals, failure_reason.as_deref()).await? {
-            FinishOutcome::NotOwner(header) => {
-                tracing::warn!(batch_id, state = %header.state, "lost the finalize claim before finishing");
-                return Ok(FinalizeReport::AlreadyFinal(header.state));
-            }
-            FinishOutcome::Finished(header) => header,
-        };
-        match finished.state {
-            BatchState::Complete => {
-                tracing::info!(batch_id, done = totals.done, failed = totals.failed, "batch complete");
-                self.alert_if_low_coverage(&finished);
-                self.announce(&finished).await?;
-            }
-            BatchState::Failed => {
-                metrics::counter!(ALERTS_TOTAL, "alert" => "batch_failed").increment(1);
-                tracing::error!(
-                    marker = ALERT_BATCH_FAILED,
-                    batch_id,
-                    game_date = finished.game_date,
-                    reason = finished.failure_reason.as_deref().unwrap_or_default(),
-                    "{ALERT_BATCH_FAILED}: batch failed and was not consolidated"
-                )
-            }
-            state => tracing::info!(batch_id, %state, "batch finished"),
-        }
-        // Claim to final state (and ready event published, for a COMPLETE batch).
-        metrics::histogram!(FINALIZE_SECONDS).record(claimed_at.elapsed().as_secs_f64());
-        Ok(FinalizeReport::Finalized(finished.state))
-    }
-
-    /// Consolidates through the domain and adds what it changed to the audit record of the batch's
-    /// trigger. Returns the failure reason of a permanent consolidation error; on a transient error the
-    /// claim is released first, so the redelivery takes over now rather than after the lease.
-    async fn consolidate(&self, header: &BatchHeader, owner: &str) -> Result<Option<String>, EngineError> {
-        let result = match self.domain.consolidate(header).await {
-            Ok(report) => match self.store.record_consolidation(&header.trigger_message_id, &report).await {
-                Err(error) if !error.is_transient() => {
-                    // The predictions are in place; an audit that cannot be written must not block them.
-                    tracing::error!(batch_id = header.batch_id, %error, "could not audit the consolidation");
-                    Ok(())
-                }
-                other => other.map_err(EngineError::from),
+                other => Ok(CompletionReport::Recorded(other?)),
             },
-            Err(DomainError::Permanent(reason)) => return Ok(Some(format!("consolidation failed: {reason}"))),
-            Err(transient) => Err(transient.into()),
-        };
-        if let Err(error) = result {
-            if let Err(release) = self.store.release_claim(&header.batch_id, owner).await {
-                tracing::warn!(batch_id = header.batch_id, error = %release, "could not release the finalize claim; it expires with its lease");
-            }
-            return Err(error);
+            // A duplicate may be the redelivery of a completion whose finalize never ran: try once more,
+            // but a duplicate is a no-op for its item, so it is never retried for the batch's sake (the
+            // sweeper finalizes a whole batch; retrying here only contends on the header).
+            CompletionRecord::Duplicate => match self.finalize_if_whole(&header.batch_id).await {
+                Ok(report) => Ok(CompletionReport::Duplicate(report)),
+                Err(error) => {
+                    tracing::info!(batch_id = header.batch_id, %error, "duplicate completion acked; finalization left to the claim holder or the sweeper");
+                    Ok(CompletionReport::Duplicate(FinalizeReport::Deferred(error.to_string())))
+                }
+            },
         }
-        Ok(None)
-    }
-
-    /// Logged once, by the instance that finished the batch, so one batch raises one alert.
-    fn alert_if_low_coverage(&self, header: &BatchHeader) {
-        let coverage = header.coverage.unwrap_or(1.0);
-        let threshold = self.settings.coverage_alert_threshold;
-        if !is_low_coverage(header.state, coverage, threshold) {
-            return;
-        }
-        tracing::error!(
-            marker = ALERT_LOW_COVERAGE,
-            batch_id = header.batch_id,
-            game_date = header.game_date,
-            coverage,
-            threshold,
-            done = header.done_count.unwrap_or_default(),
-            expected = header.expected_count,
-            "{ALERT_LOW_COVERAGE}: batch completed with {:.1}% coverage, below the {:.1}% threshold",
-            coverage * 100.0,
-            threshold * 100.0
-        );
-        metrics::counter!(ALERTS_TOTAL, "alert" => "low_coverage").increment(1);
-    }
-
-    /// A claim owner per attempt, not per process: handlers of one process that see the last
-    /// completions at once must not all consolidate.
-    fn claim_owner(&self) -> String {
-        format!("{}#{:08x}", self.instance_id, rand::random::<u32>())
-    }
-
-    /// Publishes the ready event of a COMPLETE batch and records it (the outbox).
-    async fn announce(&self, header: &BatchHeader) -> Result<(), EngineError> {
-        let game_date = header.game_date.parse().map_err(|_| EngineError::InvalidItem(header.game_date.clone()))?;
-        let ready = ReadyMessage {
-            game_date,
-            batch_id: header.batch_id.clone(),
-            generation: header.generation,
-            predictions_count: header.predictions_count.unwrap_or_default(),
-            failed_count: header.failed_count.unwrap_or_default(),
-        };
-        let message_id =
-            self.pubsub.publish(&self.topics.ready_topic, Message::new().set_data(ready.to_json())).await?;
-        self.store.record_ready(&header.batch_id, &message_id).await?;
-        Ok(())
     }
 }

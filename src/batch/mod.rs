@@ -1,10 +1,11 @@
 //! The generic fan-out/fan-in batch engine. It knows nothing about basketball: a domain plugs in by
 //! listing the items of a key, handling one item and consolidating a finished batch.
 //!
+//! - [`claims`]: the finalize claims this process holds, released at shutdown.
 //! - [`state`]: the state machine and its decisions, pure.
 //! - [`documents`]: the Firestore layout.
 //! - [`store`]: Firestore transactions (compare-and-set) for every decision.
-//! - [`engine`]: trigger -> fan-out -> completions -> finalize -> ready.
+//! - [`engine`]: trigger -> fan-out -> completions; [`finalize`]: claim -> consolidate -> finish -> ready.
 //! - [`roles`]: the engine's message handlers for the consumer runtime.
 //! - [`domain`]: the traits a domain implements.
 //! - [`settings`]: the engine's knobs.
@@ -17,10 +18,12 @@
 
 pub mod audit;
 pub mod backfill;
+pub mod claims;
 pub mod dead_letters;
 pub mod documents;
 pub mod domain;
 pub mod engine;
+pub mod finalize;
 pub mod redrive;
 pub mod roles;
 pub mod settings;

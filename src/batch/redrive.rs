@@ -1,14 +1,18 @@
 //! Redrive: re-publishing the requests of a RUNNING batch's pending items, when requests were lost
-//! (acked without work, dead-lettered upstream, or withheld by a broken stream). Workers and completions
-//! are idempotent, so a redundant redrive costs work, never correctness.
+//! (acked without work, dead-lettered upstream, or withheld by a broken stream); resuming the fan-out of
+//! a batch stuck in PUBLISHING; and putting one dead-lettered request back to work. Workers and
+//! completions are idempotent, so a redundant redrive costs work, never correctness.
 
 use firestore::FirestoreInstant;
 
-use super::documents::ItemStatus;
+use super::audit::AuditCounter;
+use super::documents::{BatchHeader, ItemStatus};
 use super::domain::BatchDomain;
-use super::engine::{BatchEngine, EngineError};
-use super::store::StoreError;
+use super::engine::{BatchEngine, CompletionReport, EngineError};
+use super::state::BatchState;
+use super::store::{ItemRedrive, StoreError};
 use super::sweep_policy::{RedriveDecision, RedriveRequest};
+use crate::messages::{CompletionMessage, RequestMessage};
 use crate::ops::metrics::REDRIVES_TOTAL;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +48,13 @@ impl<D: BatchDomain> BatchEngine<D> {
         if decision != RedriveDecision::Redrive {
             return Ok(RedriveReport { decision, republished: 0, redrive_count: header.redrive_count });
         }
+        if header.state == BatchState::Publishing {
+            return self.resume_publishing(&header).await.map(|republished| RedriveReport {
+                decision,
+                republished,
+                redrive_count: header.redrive_count,
+            });
+        }
         // Pending is read after the claim, so items completed meanwhile are not redone.
         let pending = store.items_in(batch_id, ItemStatus::Pending).await?;
         self.publish_requests(&header, &header.correlation_id, &pending).await?;
@@ -59,4 +70,78 @@ impl<D: BatchDomain> BatchEngine<D> {
         );
         Ok(RedriveReport { decision, republished: pending.len(), redrive_count: header.redrive_count })
     }
+}
+
+impl<D: BatchDomain> BatchEngine<D> {
+    /// Finishes the fan-out of a PUBLISHING batch whose coordinator is gone (died for good mid-fan-out,
+    /// or its trigger ran out of delivery attempts): markers, the pending requests, the seal, and a
+    /// finalize if every item is already in. The same steps a redelivered trigger takes, so a live
+    /// coordinator doing them at the same time only duplicates requests, which workers absorb.
+    async fn resume_publishing(&self, header: &BatchHeader) -> Result<usize, EngineError> {
+        let game_date = header.game_date.parse().map_err(|_| EngineError::InvalidItem(header.game_date.clone()))?;
+        let items = self.domain().list_items(game_date).await?;
+        let (sealed, published) = self.fan_out(header, items, false).await?;
+        metrics::counter!(REDRIVES_TOTAL).increment(1);
+        tracing::warn!(
+            batch_id = header.batch_id,
+            game_date = header.game_date,
+            generation = header.generation,
+            redrive = header.redrive_count,
+            published,
+            state = %sealed.state,
+            "resumed the fan-out of a batch stuck in PUBLISHING"
+        );
+        if let Err(error) =
+            self.store().count_in_audit(&header.trigger_message_id, AuditCounter::PublishingResumes).await
+        {
+            tracing::warn!(batch_id = header.batch_id, %error, "could not count the resume in the audit record");
+        }
+        self.finalize_after_seal(&sealed.batch_id).await;
+        Ok(published)
+    }
+
+    /// The dead-letter role's answer to a request that ran out of delivery attempts without any
+    /// handler's verdict (an outage longer than its backoff, or the workers holding it were killed):
+    /// put it back to work, counted against the item's redrive cap; only at the cap does the item fail.
+    pub async fn redrive_item(&self, request: &RequestMessage, reason: &str) -> Result<ItemRedriveReport, EngineError> {
+        let Some(header) = self.store().header(&request.batch_id).await? else {
+            return Ok(ItemRedriveReport::Moot("the batch no longer exists".into()));
+        };
+        if header.generation != request.generation
+            || !matches!(header.state, BatchState::Publishing | BatchState::Running)
+        {
+            return Ok(ItemRedriveReport::Moot(format!("the batch is {}", header.state)));
+        }
+        let max = self.settings().max_item_redrives;
+        match self.store().count_item_redrive(&request.batch_id, &request.player_lookup, max).await? {
+            ItemRedrive::UnknownItem => Ok(ItemRedriveReport::Moot("the batch has no such item".into())),
+            ItemRedrive::NotPending => Ok(ItemRedriveReport::Moot("the item was already terminal".into())),
+            ItemRedrive::Counted(redrive) => {
+                self.publish_requests(&header, &request.correlation_id, std::slice::from_ref(&request.player_lookup))
+                    .await?;
+                if let Err(error) =
+                    self.store().count_in_audit(&header.trigger_message_id, AuditCounter::ItemRedrives).await
+                {
+                    tracing::warn!(batch_id = header.batch_id, %error, "could not count the redrive in the audit record");
+                }
+                Ok(ItemRedriveReport::Redriven { redrive, max })
+            }
+            ItemRedrive::CapReached(redrives) => {
+                let error = format!("dead-lettered: {reason}; redrive cap {redrives} reached");
+                let failed = CompletionMessage::failed(request, &error);
+                Ok(ItemRedriveReport::Failed(self.complete(&failed).await?))
+            }
+        }
+    }
+}
+
+/// What [`BatchEngine::redrive_item`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ItemRedriveReport {
+    /// The request was published again: the item's `redrive`th of at most `max`.
+    Redriven { redrive: u64, max: u64 },
+    /// The item used its redrives and was marked failed through the completion path.
+    Failed(CompletionReport),
+    /// Nothing to do, and why.
+    Moot(String),
 }

@@ -27,6 +27,10 @@ pub struct EngineSettings {
     /// `props_alerts_total{alert="low_coverage"}`. A FAILED batch already raises `ALERT_BATCH_FAILED`.
     #[arg(long, env = "PROPS_COVERAGE_ALERT_THRESHOLD", default_value_t = 0.9)]
     pub coverage_alert_threshold: f64,
+    /// Times the dead-letter role puts one item's request back to work after it ran out of delivery
+    /// attempts without a handler's verdict (an outage, killed workers); past it the item fails (0-100).
+    #[arg(long, env = "PROPS_MAX_ITEM_REDRIVES", default_value_t = 3)]
+    pub max_item_redrives: u64,
     /// This process's name in finalize claims; default: host name, process id and a random suffix.
     #[arg(long, env = "PROPS_INSTANCE_ID")]
     pub instance_id: Option<String>,
@@ -40,6 +44,7 @@ impl Default for EngineSettings {
             tolerated_failed_fraction: 0.1,
             retention_days: 7,
             coverage_alert_threshold: 0.9,
+            max_item_redrives: 3,
             instance_id: None,
         }
     }
@@ -53,6 +58,7 @@ impl EngineSettings {
         range("counter shards", self.counter_shards, 1, 64)?;
         range("finalize lease (seconds)", self.finalize_lease_secs, 1, 3600)?;
         range("retention (days)", self.retention_days, 1, 3650)?;
+        range("maximum item redrives", self.max_item_redrives, 0, 100)?;
         for fraction in [self.tolerated_failed_fraction, self.coverage_alert_threshold] {
             if !(0.0..=1.0).contains(&fraction) {
                 return Err(ConfigError::Fraction(fraction));

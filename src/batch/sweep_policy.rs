@@ -79,13 +79,14 @@ pub enum RedriveRequest {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RedriveDecision {
-    /// Re-publish the pending requests (and record the redrive, so other replicas wait again).
+    /// Re-publish the pending requests (and record the redrive, so other replicas wait again); for a
+    /// PUBLISHING batch, resume its fan-out (markers, requests, seal).
     Redrive,
     /// Progress (or a redrive) is recent enough.
     NotDue,
     /// The sweeper used up its redrives; only an operator can redrive now.
     CapReached,
-    /// Only a RUNNING batch has requests out to re-publish.
+    /// Only a PUBLISHING or RUNNING batch has requests to (re-)publish.
     NotRunning(BatchState),
 }
 
@@ -101,8 +102,10 @@ pub fn last_activity(instants: impl IntoIterator<Item = Option<FirestoreInstant>
     instants.into_iter().flatten().max()
 }
 
+/// A PUBLISHING batch idle that long lost its coordinator mid-fan-out (or its trigger ran out of
+/// attempts): it is resumed like a redrive, under the same threshold, cap and record.
 pub fn decide_redrive(state: BatchState, redrives: u64, idle: Duration, request: RedriveRequest) -> RedriveDecision {
-    if state != BatchState::Running {
+    if !has_requests_out(state) {
         return RedriveDecision::NotRunning(state);
     }
     match request {
@@ -113,14 +116,19 @@ pub fn decide_redrive(state: BatchState, redrives: u64, idle: Duration, request:
     }
 }
 
-/// Whether a batch needs a human: not final and idle past the stuck threshold, or RUNNING, stalled and
-/// out of redrives. A PUBLISHING batch idle that long lost its trigger (or its slate changed under it).
+/// Whether a batch needs a human: not final and idle past the stuck threshold, or PUBLISHING/RUNNING,
+/// stalled and out of redrives.
 pub fn is_stuck(state: BatchState, redrives: u64, idle: Duration, policy: &RedrivePolicy) -> bool {
     if state.is_final() {
         return false;
     }
     idle >= policy.stuck_after
-        || (state == BatchState::Running && idle >= policy.stall_after && redrives >= policy.max_redrives)
+        || (has_requests_out(state) && idle >= policy.stall_after && redrives >= policy.max_redrives)
+}
+
+/// States in which a batch's requests are (being) published and a redrive can move it.
+fn has_requests_out(state: BatchState) -> bool {
+    matches!(state, BatchState::Publishing | BatchState::Running)
 }
 
 #[cfg(test)]
@@ -152,9 +160,24 @@ mod tests {
         assert_eq!(decide_redrive(BatchState::Running, 2, stalled, sweeper), RedriveDecision::Redrive);
         assert_eq!(decide_redrive(BatchState::Running, 3, stalled, sweeper), RedriveDecision::CapReached);
         assert_eq!(decide_redrive(BatchState::Running, 0, Duration::from_secs(299), sweeper), RedriveDecision::NotDue);
-        for state in [BatchState::Publishing, BatchState::Finalizing, BatchState::Complete, BatchState::Superseded] {
+        for state in [BatchState::Finalizing, BatchState::Complete, BatchState::Superseded] {
             assert_eq!(decide_redrive(state, 0, stalled, sweeper), RedriveDecision::NotRunning(state));
         }
+    }
+
+    #[test]
+    fn a_stalled_publishing_batch_is_resumed_under_the_same_threshold_and_cap() {
+        let sweeper = RedriveRequest::Sweeper(policy());
+        let stalled = Duration::from_secs(301);
+        assert_eq!(decide_redrive(BatchState::Publishing, 0, stalled, sweeper), RedriveDecision::Redrive);
+        assert_eq!(decide_redrive(BatchState::Publishing, 3, stalled, sweeper), RedriveDecision::CapReached);
+        assert_eq!(
+            decide_redrive(BatchState::Publishing, 0, Duration::from_secs(299), sweeper),
+            RedriveDecision::NotDue,
+            "a coordinator may still be publishing"
+        );
+        assert!(is_stuck(BatchState::Publishing, 3, stalled, &policy()), "out of resumes");
+        assert!(!is_stuck(BatchState::Publishing, 2, stalled, &policy()));
     }
 
     #[test]

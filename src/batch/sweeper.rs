@@ -5,6 +5,8 @@
 //! Per pass:
 //! - RUNNING / FINALIZING: finalize if whole (an expired finalize lease is taken over there);
 //!   a RUNNING batch idle past the stall threshold is redriven (capped);
+//! - PUBLISHING idle past the stall threshold (its coordinator is gone): the fan-out is resumed
+//!   (markers, pending requests, seal), under the same record and cap as a redrive;
 //! - any unsettled batch idle past the stuck threshold (or out of redrives) raises ALERT_BATCH_STUCK;
 //! - COMPLETE without a recorded ready event: announced again (after the announcer's lease);
 //! - batches past `expire_at` are deleted with their subcollections;
@@ -130,12 +132,21 @@ impl<D: BatchDomain> Sweeper<D> {
         let policy = self.settings.policy();
         let activity = self.engine.store().last_activity(header).await?;
         let mut redrive_count = header.redrive_count;
-        if header.state == BatchState::Running {
-            let redrive = self.engine.redrive_after(batch_id, activity, RedriveRequest::Sweeper(policy)).await?;
-            redrive_count = redrive.redrive_count;
-            if redrive.decision == RedriveDecision::Redrive {
-                report.redriven += 1;
-                return Ok(());
+        // A RUNNING batch gets its pending requests again; a PUBLISHING one has its fan-out resumed.
+        if matches!(header.state, BatchState::Running | BatchState::Publishing) {
+            match self.engine.redrive_after(batch_id, activity, RedriveRequest::Sweeper(policy)).await {
+                Ok(redrive) if redrive.decision == RedriveDecision::Redrive => {
+                    report.redriven += 1;
+                    return Ok(());
+                }
+                Ok(redrive) => redrive_count = redrive.redrive_count,
+                // Retrying cannot help (the items changed under a PUBLISHING batch, say): a person
+                // must look, so it counts as out of redrives for the stuck check below.
+                Err(error) if !error.is_transient() => {
+                    tracing::error!(batch_id, %error, "the batch cannot be redriven or resumed");
+                    redrive_count = redrive_count.max(policy.max_redrives);
+                }
+                Err(error) => return Err(error),
             }
         }
         let idle = idle_for(activity, FirestoreInstant::now());

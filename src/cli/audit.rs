@@ -5,9 +5,11 @@ use clap::Args;
 use props_pipeline::batch::audit::{AuditOutcome, AuditRecord};
 use props_pipeline::batch::state::BatchState;
 use props_pipeline::batch::store::BatchStore;
-use props_pipeline::config::GcpSettings;
 use props_pipeline::messages::GameDate;
 use serde::Serialize;
+
+use super::args::FirestoreOnly;
+use super::output::{self, Column, dash, outln};
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
@@ -20,6 +22,8 @@ pub struct AuditArgs {
     /// Print the stable JSON document instead of a table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub google: FirestoreOnly,
 }
 
 /// One record as `audit --json` prints it (fields are only ever added).
@@ -83,7 +87,8 @@ struct AuditReport {
     records: Vec<AuditEntry>,
 }
 
-pub async fn run(gcp: &GcpSettings, args: AuditArgs) -> anyhow::Result<()> {
+pub async fn run(args: AuditArgs) -> anyhow::Result<()> {
+    let gcp = &args.google.settings();
     let game_date = match &args.game_date {
         Some(text) => Some(text.parse::<GameDate>().context("invalid --game-date")?.to_string()),
         None => None,
@@ -92,24 +97,31 @@ pub async fn run(gcp: &GcpSettings, args: AuditArgs) -> anyhow::Result<()> {
     let records = store.audit_records(game_date.as_deref(), args.limit).await.context("reading the audit trail")?;
     let report = AuditReport { records: records.into_iter().map(AuditEntry::from).collect() };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
+    } else if report.records.is_empty() {
+        outln!("no triggers recorded")?;
     } else {
-        print_table(&report.records);
+        outln!("{}", table(&report.records))?;
     }
     Ok(())
 }
 
-fn print_table(records: &[AuditEntry]) {
-    if records.is_empty() {
-        println!("no triggers recorded");
-        return;
-    }
-    let dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-    println!(
-        "{:<24} {:<10} {:<25} {:<11} {:<30} {:<30} {:>10} {:>8}  {:<24} REASON / DETAIL",
-        "RECORDED", "DATE", "MODE", "OUTCOME", "BATCH", "SUPERSEDES", "SUPERSEDED", "REPLACED", "CORRELATION"
-    );
-    for r in records {
+/// Cells are cut to their column: a rejected trigger's detail can quote a body of any size (`--json`
+/// has it whole).
+fn table(records: &[AuditEntry]) -> String {
+    let columns = [
+        Column::left("RECORDED", 24),
+        Column::left("DATE", 10),
+        Column::left("MODE", 25),
+        Column::left("OUTCOME", 11),
+        Column::left("BATCH", 40),
+        Column::left("SUPERSEDES", 40),
+        Column::right("SUPERSEDED"),
+        Column::right("REPLACED"),
+        Column::left("CORRELATION", 30),
+        Column::left("REASON / DETAIL", 80),
+    ];
+    let rows = records.iter().map(|r| {
         let batch = r.batch_id.clone().or_else(|| r.active_batch_id.as_ref().map(|a| format!("(active {a})")));
         let supersedes = r
             .supersedes_batch_id
@@ -120,18 +132,18 @@ fn print_table(records: &[AuditEntry]) {
             (_, Some(detail)) => detail.clone(),
             (reason, None) => reason.clone(),
         };
-        println!(
-            "{:<24} {:<10} {:<25} {:<11} {:<30} {:<30} {:>10} {:>8}  {:<24} {}",
-            r.recorded_at,
-            r.game_date,
-            r.mode,
-            r.outcome,
+        vec![
+            r.recorded_at.clone(),
+            r.game_date.clone(),
+            r.mode.clone(),
+            r.outcome.to_string(),
             dash(batch),
             dash(supersedes),
-            dash(r.superseded_count.map(|n| n.to_string())),
-            dash(r.replacement_count.map(|n| n.to_string())),
-            r.correlation_id,
-            detail
-        );
-    }
+            dash(r.superseded_count),
+            dash(r.replacement_count),
+            r.correlation_id.clone(),
+            detail,
+        ]
+    });
+    output::table(&columns, rows)
 }

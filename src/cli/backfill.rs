@@ -7,10 +7,11 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use props_pipeline::batch::backfill::{BackfillEvent, BackfillPlan, DateResult, run as run_backfill};
 use props_pipeline::batch::store::BatchStore;
-use props_pipeline::config::{GcpSettings, TopicNames};
 use props_pipeline::messages::{GameDate, TriggerMode};
 use props_pipeline::nba::store::slate_header;
 
+use super::args::{PubsubAndFirestore, TriggerTopicArgs};
+use super::output::{self, Column, dash, outln};
 use super::status::percent;
 use super::{Exit, exit};
 
@@ -41,9 +42,15 @@ pub struct BackfillArgs {
     /// Print the final table as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub topic: TriggerTopicArgs,
+    #[command(flatten)]
+    pub google: PubsubAndFirestore,
 }
 
-pub async fn run(gcp: &GcpSettings, topics: &TopicNames, args: BackfillArgs) -> anyhow::Result<()> {
+pub async fn run(args: BackfillArgs) -> anyhow::Result<()> {
+    let gcp = &args.google.settings();
+    let topic = args.topic.name()?.to_string();
     let from: GameDate = args.from.parse().context("invalid --from")?;
     let to: GameDate = args.to.parse().context("invalid --to")?;
     let days = (to.date() - from.date()).num_days() + 1;
@@ -100,18 +107,20 @@ pub async fn run(gcp: &GcpSettings, topics: &TopicNames, args: BackfillArgs) -> 
             bar.set_message(format!("running: {}", text.join(", ")));
         }
     };
-    let results = run_backfill(&store, &pubsub, &topics.trigger_topic, &plan, &mut progress).await?;
+    let results = run_backfill(&store, &pubsub, &topic, &plan, &mut progress).await?;
     bar.finish_and_clear();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "key": plan.key(), "dates": results }))?);
+        outln!("{}", serde_json::to_string_pretty(&serde_json::json!({ "key": plan.key(), "dates": results }))?)?;
     } else {
-        print_table(&results);
+        outln!("{}", table(&results))?;
     }
-    let unsuccessful = results.iter().filter(|r| !r.end.is_success()).count();
-    if unsuccessful > 0 {
-        return Err(Exit::new(exit::FAILED, format!("{unsuccessful} of {days} dates did not complete")).into());
+    match exit::for_backfill(results.iter().map(|r| r.end)) {
+        None => Ok(()),
+        Some(code) => {
+            let unsuccessful = results.iter().filter(|r| !r.end.is_success()).count();
+            Err(Exit::new(code, format!("{unsuccessful} of {days} dates did not complete")).into())
+        }
     }
-    Ok(())
 }
 
 /// The progress line of a settled date.
@@ -125,23 +134,28 @@ fn line(r: &DateResult) -> String {
     format!("{} {}{batch}{counts}{note}", r.game_date, r.end.as_str())
 }
 
-fn print_table(results: &[DateResult]) {
-    let dash = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |n| n.to_string());
-    println!(
-        "{:<10} {:<30} {:>3} {:<10} {:>9} {:>6} {:>8}  NOTE",
-        "DATE", "BATCH", "GEN", "STATE", "PREDICTED", "FAILED", "COVERAGE"
-    );
-    for r in results {
-        println!(
-            "{:<10} {:<30} {:>3} {:<10} {:>9} {:>6} {:>8}  {}",
+fn table(results: &[DateResult]) -> String {
+    let columns = [
+        Column::left("DATE", 10),
+        Column::left("BATCH", 40),
+        Column::right("GEN"),
+        Column::left("STATE", 10),
+        Column::right("PREDICTED"),
+        Column::right("FAILED"),
+        Column::right("COVERAGE"),
+        Column::left("NOTE", 80),
+    ];
+    let rows = results.iter().map(|r| {
+        vec![
             r.game_date.to_string(),
-            r.batch_id.as_deref().unwrap_or("-"),
+            dash(r.batch_id.as_ref()),
             dash(r.generation),
-            r.end.as_str(),
+            r.end.as_str().to_string(),
             dash(r.done),
             dash(r.failed),
             percent(r.coverage),
-            r.note.as_deref().unwrap_or_default()
-        );
-    }
+            r.note.clone().unwrap_or_default(),
+        ]
+    });
+    output::table(&columns, rows)
 }

@@ -11,6 +11,8 @@ use props_pipeline::nba::backtest::{calibration_svg, render_text, run_backtest};
 use props_pipeline::nba::data::load_logs;
 use props_pipeline::nba::model::ModelConfig;
 
+use super::output::outln;
+
 #[derive(Debug, Args)]
 pub struct BacktestArgs {
     /// First game date of the range (YYYY-MM-DD, inclusive).
@@ -70,9 +72,10 @@ pub fn run(args: BacktestArgs) -> anyhow::Result<()> {
     }
 
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).context("serializing the report")?);
+        outln!("{}", serde_json::to_string_pretty(&report).context("serializing the report")?)?;
     } else {
-        print!("{}", render_text(&report));
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), "{}", render_text(&report))?;
     }
     if let Some(path) = &args.chart {
         let title = format!("P(over) calibration, {from}..{to}, {} props", report.counts.props_scored);

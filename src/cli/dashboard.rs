@@ -6,10 +6,11 @@ use std::net::SocketAddr;
 use clap::Args;
 use props_pipeline::batch::store::BatchStore;
 use props_pipeline::batch::sweep_policy::SweepSettings;
-use props_pipeline::config::GcpSettings;
 use props_pipeline::consumer::cancel_on_signals;
 use props_pipeline::dashboard::Dashboard;
 use props_pipeline::ops;
+
+use super::args::FirestoreOnly;
 
 #[derive(Debug, Args)]
 pub struct DashboardArgs {
@@ -20,9 +21,12 @@ pub struct DashboardArgs {
     /// The sweeper's settings, so a page says what the deployed sweeper will do and when.
     #[command(flatten)]
     pub sweep: SweepSettings,
+    #[command(flatten)]
+    pub google: FirestoreOnly,
 }
 
-pub async fn run(gcp: &GcpSettings, args: DashboardArgs) -> anyhow::Result<()> {
+pub async fn run(args: DashboardArgs) -> anyhow::Result<()> {
+    let gcp = &args.google.settings();
     args.sweep.validate()?;
     let metrics = ops::metrics::install()?;
     let shutdown = cancel_on_signals();
@@ -30,7 +34,9 @@ pub async fn run(gcp: &GcpSettings, args: DashboardArgs) -> anyhow::Result<()> {
     let ready = super::run::ready_check(&store);
     ready.consumers.mark_started();
     let pages = Dashboard::new(store, args.sweep).router();
-    let http = ops::http::serve_with(args.http_addr, ready, metrics, shutdown, pages).await?;
+    let http = ops::http::serve_with(args.http_addr, ready, metrics, shutdown, pages)
+        .await
+        .map_err(|error| super::errors::http_error(error, args.http_addr))?;
     println!("dashboard on http://{}/", http.addr);
     http.task.await??;
     Ok(())

@@ -5,10 +5,12 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use props_pipeline::config::GcpSettings;
 use props_pipeline::messages::GameDate;
 use props_pipeline::nba::data::{game_dates, load_logs};
 use props_pipeline::nba::load::{LoadStep, load};
+
+use super::args::FirestoreOnly;
+use super::output::outln;
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
@@ -21,9 +23,12 @@ pub struct LoadArgs {
     /// Skip malformed rows (reported with file and line) instead of failing the load.
     #[arg(long)]
     pub skip_bad_rows: bool,
+    #[command(flatten)]
+    pub google: FirestoreOnly,
 }
 
-pub async fn run(gcp: &GcpSettings, args: LoadArgs) -> anyhow::Result<()> {
+pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
+    let gcp = &args.google.settings();
     let requested = args
         .game_dates
         .iter()
@@ -78,14 +83,14 @@ pub async fn run(gcp: &GcpSettings, args: LoadArgs) -> anyhow::Result<()> {
     .await
     .context("writing to Firestore")?;
     bar.finish_and_clear();
-    println!(
+    outln!(
         "players: {} written, {} unchanged; slates: {} written ({} players), {} unchanged",
         report.players_written,
         report.players_unchanged,
         report.slates_written,
         report.slate_players_written,
         report.slates_unchanged
-    );
+    )?;
     Ok(())
 }
 

@@ -1,12 +1,16 @@
 //! Command-line interface: clap definitions and one module per subcommand. Everything here is the
 //! binary's edge (anyhow errors, printing); the work itself lives in the library.
 
+mod args;
 mod audit;
 mod backfill;
 mod backtest;
 mod dashboard;
+pub mod errors;
+pub mod exit;
 mod load;
 pub mod logging;
+mod output;
 mod repair;
 mod run;
 mod setup;
@@ -15,17 +19,16 @@ mod trigger;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use props_pipeline::config::{GcpSettings, TopicNames};
+use props_pipeline::config::GcpSettings;
 use props_pipeline::gcp::pubsub::PubSub;
 
+pub use exit::Exit;
+
 /// Turns a Pub/Sub trigger into NBA player-prop predictions for a game date, on Pub/Sub + Firestore.
+/// Each subcommand takes the flags of the services it uses (`props-pipeline status --help`).
 #[derive(Debug, Parser)]
 #[command(name = "props-pipeline", version, about)]
 pub struct Cli {
-    #[command(flatten)]
-    pub gcp: GcpSettings,
-    #[command(flatten)]
-    pub topics: TopicNames,
     /// Log format: human-readable text, or JSON lines for Cloud Logging. Default: text when stderr is
     /// a terminal, JSON otherwise.
     #[arg(long, env = "PROPS_LOG_FORMAT", value_enum, global = true)]
@@ -42,10 +45,10 @@ pub enum Command {
     Trigger(trigger::TriggerArgs),
     /// List recent batches with their state and progress (done / failed / expected).
     Status(status::StatusArgs),
-    /// Items of a batch that have no completion yet.
-    Missing(repair::BatchArgs),
+    /// Items of a batch that have no completion yet, and the failed ones with their errors.
+    Missing(repair::MissingArgs),
     /// Re-publish the requests of a RUNNING batch's pending items now (what the sweeper does when a batch stalls).
-    Redrive(repair::BatchArgs),
+    Redrive(repair::RedriveArgs),
     /// List what reached the dead-letter topics, with reasons and what was done about it.
     DeadLetters(repair::DeadLettersArgs),
     /// Run pipeline roles (coordinator, worker, exporter, dead-letter, sweeper, or all) until SIGTERM / ctrl-c.
@@ -62,50 +65,46 @@ pub enum Command {
     Dashboard(dashboard::DashboardArgs),
 }
 
+impl Command {
+    /// The Google Cloud settings of the services this command uses; `None` for an offline command.
+    pub fn gcp(&self) -> Option<GcpSettings> {
+        Some(match self {
+            Command::Setup(args) => args.google.settings(),
+            Command::Trigger(args) => args.google.settings(),
+            Command::Status(args) => args.google.settings(),
+            Command::Missing(args) => args.google.settings(),
+            Command::Redrive(args) => args.google.settings(),
+            Command::DeadLetters(args) => args.google.settings(),
+            Command::Run(args) => args.google.settings(),
+            Command::Load(args) => args.google.settings(),
+            Command::Backtest(_) => return None,
+            Command::Audit(args) => args.google.settings(),
+            Command::Backfill(args) => args.google.settings(),
+            Command::Dashboard(args) => args.google.settings(),
+        })
+    }
+}
+
+/// Checks the Google Cloud settings of the command (well-formed, emulators answering), then runs it.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    cli.gcp.validate().context("invalid Google Cloud settings")?;
-    cli.topics.validate().context("invalid topic names")?;
+    if let Some(gcp) = cli.command.gcp() {
+        gcp.validate().context("invalid Google Cloud settings")?;
+        errors::probe_emulators(&gcp).await?;
+    }
     match cli.command {
-        Command::Setup(args) => setup::run(&cli.gcp, &cli.topics, args).await,
-        Command::Trigger(args) => trigger::run(&cli.gcp, &cli.topics, args).await,
-        Command::Status(args) => status::run(&cli.gcp, args).await,
-        Command::Missing(args) => repair::missing(&cli.gcp, args).await,
-        Command::Redrive(args) => repair::redrive(&cli.gcp, &cli.topics, args).await,
-        Command::DeadLetters(args) => repair::dead_letters(&cli.gcp, args).await,
-        Command::Run(args) => run::run(&cli.gcp, &cli.topics, args).await,
-        Command::Load(args) => load::run(&cli.gcp, args).await,
+        Command::Setup(args) => setup::run(args).await,
+        Command::Trigger(args) => trigger::run(args).await,
+        Command::Status(args) => status::run(args).await,
+        Command::Missing(args) => repair::missing(args).await,
+        Command::Redrive(args) => repair::redrive(args).await,
+        Command::DeadLetters(args) => repair::dead_letters(args).await,
+        Command::Run(args) => run::run(args).await,
+        Command::Load(args) => load::run(args).await,
         Command::Backtest(args) => backtest::run(args),
-        Command::Audit(args) => audit::run(&cli.gcp, args).await,
-        Command::Backfill(args) => backfill::run(&cli.gcp, &cli.topics, args).await,
-        Command::Dashboard(args) => dashboard::run(&cli.gcp, args).await,
+        Command::Audit(args) => audit::run(args).await,
+        Command::Backfill(args) => backfill::run(args).await,
+        Command::Dashboard(args) => dashboard::run(args).await,
     }
-}
-
-/// Exit codes of commands that wait for batches, so scripts can tell how a wait ended.
-pub mod exit {
-    pub const FAILED: u8 = 3;
-    pub const SUPERSEDED: u8 = 4;
-    pub const TIMED_OUT: u8 = 5;
-    pub const NOT_STARTED: u8 = 6;
-}
-
-/// An error that ends the process with its own exit code (any other error exits 1).
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct Exit {
-    pub code: u8,
-    pub message: String,
-}
-
-impl Exit {
-    pub fn new(code: u8, message: String) -> Self {
-        Self { code, message }
-    }
-}
-
-/// The exit code for an error `dispatch` returned.
-pub fn exit_code(error: &anyhow::Error) -> u8 {
-    error.downcast_ref::<Exit>().map_or(1, |exit| exit.code)
 }
 
 async fn connect_pubsub(gcp: &GcpSettings) -> anyhow::Result<PubSub> {

@@ -1,6 +1,5 @@
 //! `props-pipeline run <role>...`
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -10,7 +9,7 @@ use props_pipeline::batch::engine::BatchEngine;
 use props_pipeline::batch::settings::EngineSettings;
 use props_pipeline::batch::store::BatchStore;
 use props_pipeline::batch::sweep_policy::SweepSettings;
-use props_pipeline::config::{ConsumerSettings, GcpSettings, TopicNames};
+use props_pipeline::config::ConsumerSettings;
 use props_pipeline::consumer::cancel_on_signals;
 use props_pipeline::dashboard::Dashboard;
 use props_pipeline::gcp::pubsub::PubSub;
@@ -20,6 +19,8 @@ use props_pipeline::nba::model::ModelConfig;
 use props_pipeline::ops;
 use props_pipeline::runner::{Role, Roles};
 use props_pipeline::topology::Topology;
+
+use super::args::{HttpArgs, PubsubAndFirestore, TopicArgs};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -36,10 +37,12 @@ pub struct RunArgs {
     /// Folder the exporter writes `{date}.json` files to.
     #[arg(long, env = "PROPS_EXPORT_DIR", default_value = "out/exports")]
     pub export_dir: PathBuf,
-    /// Where `/healthz`, `/readyz` and `/metrics` are served. Port 0 picks a free port (logged as
-    /// `http listening`), so several processes can share a host.
-    #[arg(long, env = "PROPS_HTTP_ADDR", default_value = "0.0.0.0:8080")]
-    pub http_addr: SocketAddr,
+    #[command(flatten)]
+    pub http: HttpArgs,
+    #[command(flatten)]
+    pub topics: TopicArgs,
+    #[command(flatten)]
+    pub google: PubsubAndFirestore,
 }
 
 fn parse_roles(names: &[String]) -> anyhow::Result<Vec<Role>> {
@@ -55,7 +58,9 @@ fn parse_roles(names: &[String]) -> anyhow::Result<Vec<Role>> {
     Ok(roles)
 }
 
-pub async fn run(gcp: &GcpSettings, topics: &TopicNames, args: RunArgs) -> anyhow::Result<()> {
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let gcp = &args.google.settings();
+    let topics = &args.topics.names()?;
     let dashboard = args.roles.iter().any(|name| name == "dashboard");
     let names: Vec<String> = args.roles.iter().filter(|name| *name != "dashboard").cloned().collect();
     let roles = parse_roles(&names)?;
@@ -72,7 +77,9 @@ pub async fn run(gcp: &GcpSettings, topics: &TopicNames, args: RunArgs) -> anyho
         true => Dashboard::new(store.clone(), args.sweep.clone()).router(),
         false => axum::Router::new(),
     };
-    let http = ops::http::serve_with(args.http_addr, ready, metrics, shutdown.clone(), pages).await?;
+    let http = ops::http::serve_with(args.http.http_addr, ready, metrics, shutdown.clone(), pages)
+        .await
+        .map_err(|error| super::errors::http_error(error, args.http.http_addr))?;
     let engine = BatchEngine::new(
         store.clone(),
         pubsub.clone(),

@@ -7,13 +7,13 @@ use clap::Args;
 use google_cloud_pubsub::model::Message;
 use props_pipeline::batch::audit::AuditOutcome;
 use props_pipeline::batch::documents::batch_id_for;
-use props_pipeline::batch::state::BatchState;
 use props_pipeline::batch::store::BatchStore;
-use props_pipeline::config::{GcpSettings, TopicNames};
 use props_pipeline::messages::{TriggerMessage, TriggerMode};
 use rand::Rng;
 
-use super::status::follow;
+use super::args::{PubsubAndFirestore, TriggerTopicArgs};
+use super::output::outln;
+use super::status::{follow, summary};
 use super::{Exit, exit};
 
 #[derive(Debug, Args)]
@@ -35,15 +35,21 @@ pub struct TriggerArgs {
     pub correlation_id: Option<String>,
     /// Follow the batch this message creates to its final state with a progress bar. Exit codes:
     /// 0 COMPLETE, 3 FAILED, 4 SUPERSEDED, 5 not final within --wait-timeout-secs, 6 not started
-    /// (no-op because a batch for the date is active, or rejected).
+    /// (the coordinator recorded a no-op or rejected the trigger; README "Exit codes").
     #[arg(long)]
     pub wait: bool,
     /// With --wait: how long the batch may take to appear and finish.
     #[arg(long, default_value_t = 600, requires = "wait")]
     pub wait_timeout_secs: u64,
+    #[command(flatten)]
+    pub topic: TriggerTopicArgs,
+    #[command(flatten)]
+    pub google: PubsubAndFirestore,
 }
 
-pub async fn run(gcp: &GcpSettings, topics: &TopicNames, args: TriggerArgs) -> anyhow::Result<()> {
+pub async fn run(args: TriggerArgs) -> anyhow::Result<()> {
+    let gcp = &args.google.settings();
+    let topic = args.topic.name()?.to_string();
     let correlation_id = args.correlation_id.unwrap_or_else(new_correlation_id);
     let trigger =
         TriggerMessage::new(&args.game_date, args.mode, args.reason, args.metadata.as_deref(), correlation_id)
@@ -51,11 +57,11 @@ pub async fn run(gcp: &GcpSettings, topics: &TopicNames, args: TriggerArgs) -> a
     let body = trigger.to_json();
     let pubsub = super::connect_pubsub(gcp).await?;
     let message_id = pubsub
-        .publish(&topics.trigger_topic, Message::new().set_data(body.clone()))
+        .publish(&topic, Message::new().set_data(body.clone()))
         .await
-        .with_context(|| format!("could not publish the trigger to {}", topics.trigger_topic))?;
-    eprintln!("published to {}: {body}", topics.trigger_topic);
-    println!("{message_id}");
+        .with_context(|| format!("could not publish the trigger to {topic}"))?;
+    eprintln!("published to {topic}: {body}");
+    outln!("{message_id}")?;
     if args.wait {
         let store = BatchStore::new(props_pipeline::gcp::firestore::connect(gcp).await?);
         wait(&store, &trigger.game_date.to_string(), &message_id, Duration::from_secs(args.wait_timeout_secs)).await?;
@@ -68,12 +74,13 @@ pub async fn run(gcp: &GcpSettings, topics: &TopicNames, args: TriggerArgs) -> a
 async fn wait(store: &BatchStore, game_date: &str, message_id: &str, timeout: Duration) -> anyhow::Result<()> {
     let batch_id = batch_id_for(game_date, message_id);
     let not_started = async || match store.audit_record(message_id).await? {
+        // The detail names the batch and its state: it may be active, or the finished batch whose
+        // correlation id this trigger repeats.
         Some(record) if record.outcome == AuditOutcome::NoOp => Err(Exit::new(
             exit::NOT_STARTED,
             format!(
-                "no-op: batch {} for {game_date} is active, nothing started ({})",
-                record.active_batch_id.as_deref().unwrap_or("?"),
-                record.detail.as_deref().unwrap_or_default()
+                "no-op: nothing started for {game_date}: {}",
+                record.detail.as_deref().unwrap_or("a batch for the date is active")
             ),
         )
         .into()),
@@ -85,28 +92,24 @@ async fn wait(store: &BatchStore, game_date: &str, message_id: &str, timeout: Du
         _ => Ok(()),
     };
     let Some(last) = follow(store, &batch_id, timeout, not_started).await? else {
-        return Err(Exit::new(
-            exit::TIMED_OUT,
-            format!("batch {batch_id} not final after {}s (is the coordinator running?)", timeout.as_secs()),
-        )
-        .into());
+        return Err(timed_out(store, &batch_id, message_id, timeout).await?.into());
     };
-    match last.state {
-        BatchState::Complete => Ok(()),
-        BatchState::Failed => Err(Exit::new(
-            exit::FAILED,
-            format!("batch {batch_id} FAILED: {}", last.failure_reason.as_deref().unwrap_or("no reason recorded")),
-        )
-        .into()),
-        state => Err(Exit::new(
-            exit::SUPERSEDED,
-            format!(
-                "batch {batch_id} {state}: superseded by {}",
-                last.superseded_by.as_deref().unwrap_or("a newer batch")
-            ),
-        )
-        .into()),
-    }
+    outln!("{}", summary(&last))?;
+    Ok(exit::final_state(&last)?)
+}
+
+/// Says what the timeout found: a batch that is still running is named; a trigger no coordinator
+/// recorded names the message, since no batch of that id exists for `status` to show.
+async fn timed_out(store: &BatchStore, batch_id: &str, message_id: &str, timeout: Duration) -> anyhow::Result<Exit> {
+    let after = timeout.as_secs();
+    let message = match store.header(batch_id).await? {
+        Some(header) => format!("batch {batch_id} still {} after {after}s", header.state),
+        None => format!(
+            "no coordinator recorded trigger {message_id} within {after}s, so no batch was created \
+             (is `props-pipeline run coordinator` running for this project?)"
+        ),
+    };
+    Ok(Exit::new(exit::TIMED_OUT, message))
 }
 
 fn new_correlation_id() -> String {

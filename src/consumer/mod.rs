@@ -162,8 +162,16 @@ impl<H: MessageHandler> Consumer<H> {
                 Some(Err(error)) => {
                     // The client closed the stream after a permanent error; the next pull ends it.
                     self.readiness.set_subscribed(false);
+                    if judge_failed_get(error.status().map(|s| s.code)) == FailedGet::Missing {
+                        // Reached when the start-up check could not read the subscription.
+                        self.drain(in_flight, stream, &metrics).await;
+                        return Err(ConsumerError::SubscriptionMissing(
+                            self.pubsub.settings().subscription_path(&subscription),
+                        ));
+                    }
                     self.stats.record_stream_error();
-                    let transient = crate::gcp::errors::is_transient_pubsub(&error);
+                    let transient =
+                        crate::gcp::errors::classify_pubsub(&error) == crate::gcp::errors::Retryability::Retry;
                     tracing::warn!(subscription, %error, transient, "streaming pull error");
                 }
                 None => {
@@ -212,10 +220,17 @@ impl<H: MessageHandler> Consumer<H> {
         .await?;
         match result {
             Ok(_) => Ok(()),
-            Err(e) if e.status().map(|s| s.code) == Some(Code::NotFound) => {
-                Err(ConsumerError::SubscriptionMissing(path))
-            }
-            Err(source) => Err(GcpError::Pubsub { operation, source }.into()),
+            Err(source) => match judge_failed_get(source.status().map(|s| s.code)) {
+                FailedGet::Missing => Err(ConsumerError::SubscriptionMissing(path)),
+                FailedGet::Unverifiable => {
+                    tracing::warn!(
+                        subscription = path,
+                        "not allowed to read the subscription (no pubsub.subscriptions.get); pulling without checking it"
+                    );
+                    Ok(())
+                }
+                FailedGet::Failed => Err(GcpError::Pubsub { operation, source }.into()),
+            },
         }
     }
 
@@ -293,6 +308,26 @@ impl<H: MessageHandler> Consumer<H> {
             );
         }
         drop(stream);
+    }
+}
+
+/// What a failed subscription GET at start-up means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FailedGet {
+    /// NOT_FOUND: `setup` was not run; a clear error.
+    Missing,
+    /// PERMISSION_DENIED: a least-privilege account (`roles/pubsub.subscriber` lacks
+    /// `subscriptions.get`) may still pull; start, and let the pull prove the subscription.
+    Unverifiable,
+    /// Anything else (unreachable, timeout): fail start-up with the error.
+    Failed,
+}
+
+fn judge_failed_get(code: Option<Code>) -> FailedGet {
+    match code {
+        Some(Code::NotFound) => FailedGet::Missing,
+        Some(Code::PermissionDenied) => FailedGet::Unverifiable,
+        _ => FailedGet::Failed,
     }
 }
 
@@ -374,5 +409,18 @@ fn record_join_result(result: Result<(), tokio::task::JoinError>, stats: &Consum
         tracing::error!(%error, "message handler panicked; message nacked");
         stats.record_panic();
         metrics.retried();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_denied_subscription_get_starts_the_consumer_and_a_missing_subscription_does_not() {
+        assert_eq!(judge_failed_get(Some(Code::PermissionDenied)), FailedGet::Unverifiable);
+        assert_eq!(judge_failed_get(Some(Code::NotFound)), FailedGet::Missing);
+        assert_eq!(judge_failed_get(Some(Code::Unavailable)), FailedGet::Failed);
+        assert_eq!(judge_failed_get(None), FailedGet::Failed);
     }
 }

@@ -55,6 +55,17 @@ pub fn timeline(header: &BatchHeader, trigger: Option<&AuditRecord>, exported: O
             format!("pending requests re-published {} time(s) (last one at this time)", header.redrive_count),
         ));
     }
+    if let Some(record) = trigger {
+        if record.publishing_resumes > 0 {
+            events.push(event(None, format!("fan-out resumed by the sweeper {} time(s)", record.publishing_resumes)));
+        }
+        if record.item_redrives > 0 {
+            events.push(event(
+                None,
+                format!("{} request(s) put back to work after running out of delivery attempts", record.item_redrives),
+            ));
+        }
+    }
     if let Some(claim) = &header.finalize_claim {
         events
             .push(event(None, format!("finalize claimed by {} (lease until {})", claim.owner, claim.lease_expires_at)));

@@ -39,7 +39,8 @@ impl BatchDomain for NbaDomain {
         let date = game_date.to_string();
         if slate_header(self.db(), &date).await.map_err(storage)?.is_none() {
             return Err(DomainError::Permanent(format!(
-                "no slate for {date}: load it first with `props-pipeline load --game-date {date}`"
+                "no slate for {date}: no games that day, or not loaded yet (`props-pipeline load --game-date {date}` \
+                 builds it when the data has games on {date})"
             )));
         }
         slate_players(self.db(), &date).await.map_err(storage)

@@ -3,16 +3,22 @@
 //! The file (`{export_dir}/{date}.json`, schema below and in README.md) is written to a temporary file
 //! in the same folder and renamed into place, so a reader never sees half a file. An export never
 //! replaces a newer generation: the Firestore record `exports/{date}` is advanced by compare-and-set
-//! and the file already in place is checked before the rename. Re-exporting the same generation
-//! writes byte-identical content (no timestamps in the file), so redeliveries are harmless.
+//! and the file already in place is checked before the rename. Ready events of one date are exported one
+//! at a time per process, and the record is the arbiter across processes (see [`Exporter::export`]).
+//! Re-exporting the same generation writes byte-identical content (no timestamps in the file), so
+//! redeliveries are harmless.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use firestore::{FirestoreDb, FirestoreInstant};
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 
-use super::store::{EXPORTS, ExportRecord, StoredPrediction, current_predictions, fingerprint, firestore_error};
+use super::store::{
+    EXPORTS, ExportRecord, StoredPrediction, current_predictions, export_record, fingerprint, firestore_error,
+};
 use super::types::PlayerPrediction;
 use crate::batch::store::{BatchStore, StoreError};
 use crate::consumer::{Delivery, MessageHandler, Outcome};
@@ -71,37 +77,100 @@ pub enum ExportError {
 pub struct Exporter {
     db: FirestoreDb,
     dir: PathBuf,
+    /// One lock per date: ready events of one date are exported one at a time in this process (the
+    /// role runs many handlers at once), so two generations never interleave their check and rename.
+    date_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Re-exports of a newer recorded generation one ready event may do after its own rename (each one
+/// follows another process's newer record; more than this means the date is regenerated faster
+/// than it is exported, and the next ready event catches up).
+const MAX_CATCH_UPS: usize = 3;
+
+/// Which generation of a date to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    batch_id: String,
+    generation: u64,
 }
 
 impl Exporter {
     pub fn new(db: FirestoreDb, dir: PathBuf) -> Self {
-        Self { db, dir }
+        Self { db, dir, date_locks: Default::default() }
     }
 
     pub fn path_for(&self, game_date: &str) -> PathBuf {
         self.dir.join(format!("{game_date}.json"))
     }
 
+    /// Exports the ready event's generation, then makes sure the file is not behind the record.
+    ///
+    /// Within a process, one date is exported at a time. Across processes the record `exports/{date}`
+    /// is the arbiter: it only moves forward (compare-and-set), the record is re-read just before the
+    /// rename (a newer one means this export stands down), and after the rename, if a newer generation
+    /// was recorded meanwhile (its exporter may have renamed before this one did), that generation is
+    /// written again. So the file never stays at an older generation than the record.
     pub async fn export(&self, ready: &ReadyMessage) -> Result<ExportOutcome, ExportError> {
         let date = ready.game_date.to_string();
-        let current = current_predictions(&self.db, &date).await?;
+        let lock = self.date_lock(&date);
+        let _one_at_a_time = lock.lock().await;
+        let target = Target { batch_id: ready.batch_id.clone(), generation: ready.generation };
+        let outcome = self.export_generation(&date, &target).await?;
+        self.catch_up(&date).await?;
+        Ok(outcome)
+    }
+
+    fn date_lock(&self, date: &str) -> Arc<tokio::sync::Mutex<()>> {
+        // A poisoned map only means a thread panicked while inserting; the map is still valid.
+        let mut locks = self.date_locks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Arc::clone(locks.entry(date.to_string()).or_default())
+    }
+
+    /// While the record names a newer generation than the file holds (or the file is gone), writes
+    /// the recorded generation.
+    async fn catch_up(&self, date: &str) -> Result<(), ExportError> {
+        for _ in 0..MAX_CATCH_UPS {
+            let Some(record) = export_record(&self.db, date).await? else {
+                return Ok(());
+            };
+            let in_file = generation_in_file(&self.path_for(date));
+            if in_file.is_some_and(|generation| generation >= record.generation) {
+                return Ok(());
+            }
+            tracing::warn!(
+                game_date = date,
+                recorded_generation = record.generation,
+                file_generation = in_file,
+                "export file behind its record; writing the recorded generation"
+            );
+            let target = Target { batch_id: record.batch_id, generation: record.generation };
+            if let ExportOutcome::SkippedOlder { .. } = self.export_generation(date, &target).await? {
+                // An even newer generation is consolidated; its own ready event exports it.
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    async fn export_generation(&self, date: &str, target: &Target) -> Result<ExportOutcome, ExportError> {
+        let current = current_predictions(&self.db, date).await?;
         let newest = current.iter().map(|p| p.generation).max().unwrap_or(0);
-        if newest > ready.generation {
+        if newest > target.generation {
             return Ok(ExportOutcome::SkippedOlder { exported_generation: newest });
         }
         let mut players: Vec<PlayerPrediction> = current
             .into_iter()
-            .filter(|p: &StoredPrediction| p.generation == ready.generation)
+            .filter(|p: &StoredPrediction| p.generation == target.generation)
             .map(|p| p.prediction)
             .collect();
         players.sort_by(|a, b| a.player_lookup.cmp(&b.player_lookup));
         // Coverage comes from the batch, where finalization recorded it once; re-exports read the same.
-        let batch = BatchStore::new(self.db.clone()).header(&ready.batch_id).await?;
+        let batch = BatchStore::new(self.db.clone()).header(&target.batch_id).await?;
         let file = ExportFile {
             schema_version: EXPORT_SCHEMA_VERSION,
-            game_date: date.clone(),
-            batch_id: ready.batch_id.clone(),
-            generation: ready.generation,
+            game_date: date.to_string(),
+            batch_id: target.batch_id.clone(),
+            generation: target.generation,
             slate_players: batch.as_ref().map(|b| b.expected_count),
             predicted_players: batch.as_ref().and_then(|b| b.done_count),
             coverage: batch.as_ref().and_then(|b| b.coverage),
@@ -110,11 +179,11 @@ impl Exporter {
         };
         // Serializing plain data cannot fail.
         let bytes = serde_json::to_vec_pretty(&file).unwrap_or_default();
-        let path = self.path_for(&date);
+        let path = self.path_for(date);
         let record = ExportRecord {
-            game_date: date.clone(),
-            batch_id: ready.batch_id.clone(),
-            generation: ready.generation,
+            game_date: date.to_string(),
+            batch_id: target.batch_id.clone(),
+            generation: target.generation,
             location: path.display().to_string(),
             checksum: fingerprint(&bytes),
             players: file.players.len() as u64,
@@ -131,9 +200,15 @@ impl Exporter {
             RecordAdvance::AlreadyRecorded | RecordAdvance::Advanced => {}
         }
         if let Some(in_place) = generation_in_file(&path)
-            && in_place > ready.generation
+            && in_place > target.generation
         {
             return Ok(ExportOutcome::SkippedOlder { exported_generation: in_place });
+        }
+        // Just before the rename: another process may have recorded a newer generation since.
+        if let Some(recorded) = export_record(&self.db, date).await?
+            && recorded.generation > target.generation
+        {
+            return Ok(ExportOutcome::SkippedOlder { exported_generation: recorded.generation });
         }
         write_atomically(&path, &bytes).map_err(|source| ExportError::Io { path: path.clone(), source })?;
         Ok(ExportOutcome::Written { path, players: file.players.len() })

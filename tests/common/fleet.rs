@@ -16,6 +16,8 @@ use super::TestEnv;
 struct Member {
     name: String,
     args: Vec<String>,
+    /// Set after the fleet's own (a process's own emulator addresses, say).
+    env: Vec<(String, String)>,
     child: Option<Child>,
     incarnation: u32,
     kills: u32,
@@ -55,8 +57,19 @@ impl Fleet {
     }
 
     pub fn add(&mut self, name: &str, args: &[&str]) {
+        self.add_with_env(name, args, Vec::new());
+    }
+
+    /// A member with variables of its own, set after the fleet's.
+    pub fn add_with_env(&mut self, name: &str, args: &[&str], env: Vec<(String, String)>) {
         let args = args.iter().map(|a| a.to_string()).collect();
-        self.members.push(Member { name: name.to_string(), args, child: None, incarnation: 0, kills: 0 });
+        self.members.push(Member { name: name.to_string(), args, env, child: None, incarnation: 0, kills: 0 });
+    }
+
+    /// Sets (or replaces) a variable for every member started from now on.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
     }
 
     pub fn log_dir(&self) -> PathBuf {
@@ -81,7 +94,7 @@ impl Fleet {
         let log = File::options().create(true).append(true).open(&log_path).expect("open a log file");
         let child = Command::new(env!("CARGO_BIN_EXE_props-pipeline"))
             .args(&member.args)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(self.env.iter().chain(&member.env).map(|(k, v)| (k.as_str(), v.as_str())))
             .env("PROPS_INSTANCE_ID", format!("{}-{}", member.name, member.incarnation))
             .stdout(log.try_clone().expect("clone a log handle"))
             .stderr(log)

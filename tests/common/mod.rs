@@ -147,6 +147,15 @@ impl TestEnv {
         props_pipeline::gcp::firestore::connect(&self.gcp).await.expect("connect to the Firestore emulator")
     }
 
+    /// A Firestore handle on this test's project that sends its requests to `host` (a fault injector's
+    /// listener, say) instead of the emulator. firestore-rs reads `FIRESTORE_EMULATOR_HOST` from the
+    /// environment, which is the process's; an explicit API URL overrides it for one handle.
+    pub async fn firestore_at(&self, host: &str) -> firestore::FirestoreDb {
+        let mut options = firestore::FirestoreDbOptions::new(self.gcp.project.clone());
+        options.firebase_api_url = Some(format!("http://{host}"));
+        firestore::FirestoreDb::with_options(options).await.expect("connect to a Firestore endpoint")
+    }
+
     /// Environment for running the real binary against this project.
     pub fn binary_env(&self) -> Vec<(&'static str, String)> {
         vec![

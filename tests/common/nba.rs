@@ -58,6 +58,8 @@ pub struct NbaEnv {
     pub db: firestore::FirestoreDb,
     pub store: BatchStore,
     pub export_dir: PathBuf,
+    /// The exporter's own Firestore handle (through a fault injector, say); `db` when unset.
+    pub exporter_db: Option<firestore::FirestoreDb>,
     shutdown: CancellationToken,
     running: Option<JoinHandle<()>>,
 }
@@ -72,7 +74,7 @@ impl NbaEnv {
         load(&db, &logs, &dates, &mut |_| {}).await.expect("load into Firestore");
         let export_dir = std::env::temp_dir().join(format!("props-{tag}-{}", rand::random::<u32>()));
         let store = BatchStore::new(db.clone());
-        Self { env, db, store, export_dir, shutdown: CancellationToken::new(), running: None }
+        Self { env, db, store, export_dir, exporter_db: None, shutdown: CancellationToken::new(), running: None }
     }
 
     /// Runs coordinator, `worker` and exporter until [`NbaEnv::stop`].
@@ -90,7 +92,10 @@ impl NbaEnv {
             consumer: ConsumerSettings { concurrency: 8, shutdown_grace_secs: 5, ..Default::default() },
             engine: Arc::new(engine),
             item_handler: Arc::new(worker),
-            exporter: Arc::new(ExportRole(Exporter::new(self.db.clone(), self.export_dir.clone()))),
+            exporter: Arc::new(ExportRole(Exporter::new(
+                self.exporter_db.clone().unwrap_or_else(|| self.db.clone()),
+                self.export_dir.clone(),
+            ))),
             completion_topic: self.env.topics.completion_topic.clone(),
             sweep: Default::default(),
         };

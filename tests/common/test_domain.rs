@@ -42,11 +42,18 @@ pub struct TestDomain {
     pub items: Mutex<HashMap<GameDate, Vec<String>>>,
     /// How many of the next consolidations fail transiently (after counting the call).
     pub failing_consolidations: std::sync::atomic::AtomicU32,
+    /// How long each consolidation waits after counting the call (a finalizer busy at shutdown).
+    pub consolidation_delay_ms: std::sync::atomic::AtomicU64,
 }
 
 impl TestDomain {
     pub fn new(store: BatchStore) -> Self {
-        Self { store, items: Mutex::default(), failing_consolidations: Default::default() }
+        Self {
+            store,
+            items: Mutex::default(),
+            failing_consolidations: Default::default(),
+            consolidation_delay_ms: Default::default(),
+        }
     }
 
     pub fn set_items(&self, date: GameDate, items: Vec<String>) {
@@ -86,6 +93,8 @@ impl BatchDomain for TestDomain {
             })
             .await
             .map_err(transient)?;
+        let delay = self.consolidation_delay_ms.load(std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
         let fail = self.failing_consolidations.fetch_update(
             std::sync::atomic::Ordering::SeqCst,
             std::sync::atomic::Ordering::SeqCst,

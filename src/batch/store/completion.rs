@@ -1,12 +1,26 @@
 //! Recording one completion: item marker pending -> terminal plus a counter-shard increment, in one
 //! transaction that touches neither the batch header nor any other item.
 
-use firestore::FirestoreDb;
+use firestore::{FirestoreDb, FirestoreWritePrecondition};
 use futures::FutureExt;
 
+use super::header::is_precondition_failure;
 use super::{BatchStore, CountedTransaction, StoreError, firestore_error};
 use crate::batch::documents::{COUNTERS, ITEMS, ItemMarker, ItemStatus, counter_shard_of};
 use crate::messages::{CompletionMessage, CompletionStatus};
+
+/// What putting one item's request back to work found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemRedrive {
+    /// Counted: this is the item's `n`th redrive; its request is to be published again.
+    Counted(u64),
+    /// The item already used its `n` redrives: it fails.
+    CapReached(u64),
+    /// The item is terminal already: nothing to do.
+    NotPending,
+    /// The batch has no marker for this item.
+    UnknownItem,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CompletionRecord {
@@ -52,6 +66,7 @@ impl BatchStore {
                         attempts: marker.attempts + 1,
                         predictions_count: completion.predictions_count,
                         error: completion.error.clone(),
+                        redrives: marker.redrives,
                     };
                     db.fluent()
                         .update()
@@ -83,6 +98,65 @@ impl BatchStore {
             .map_err(firestore_error("recording a completion"))
     }
 }
+
+impl BatchStore {
+    /// Counts one redrive of a pending item, unless it used `max` already: a read and a write guarded by
+    /// the marker's update time (a completion that lands meanwhile wins, and the item is then terminal).
+    pub async fn count_item_redrive(&self, batch_id: &str, item: &str, max: u64) -> Result<ItemRedrive, StoreError> {
+        let parent = self.batch_path(batch_id)?;
+        for _ in 0..MAX_MARKER_RACES {
+            let document = self
+                .db
+                .fluent()
+                .select()
+                .by_id_in(ITEMS)
+                .parent(&parent)
+                .one(item)
+                .await
+                .map_err(firestore_error("reading an item marker"))?;
+            let Some(document) = document else {
+                return Ok(ItemRedrive::UnknownItem);
+            };
+            let mut marker: ItemMarker =
+                FirestoreDb::deserialize_doc_to(&document).map_err(firestore_error("decoding an item marker"))?;
+            if marker.status != ItemStatus::Pending {
+                return Ok(ItemRedrive::NotPending);
+            }
+            if marker.redrives >= max {
+                return Ok(ItemRedrive::CapReached(marker.redrives));
+            }
+            let Some(version) = document.update_time.and_then(|ts| firestore::timestamp_utils::from_timestamp(ts).ok())
+            else {
+                return Err(StoreError::BatchWriteFailed {
+                    code: 0,
+                    message: "item marker without update time".into(),
+                });
+            };
+            marker.redrives += 1;
+            let written = self
+                .db
+                .fluent()
+                .update()
+                .in_col(ITEMS)
+                .precondition(FirestoreWritePrecondition::UpdateTime(version))
+                .document_id(item)
+                .parent(&parent)
+                .object(&marker)
+                .execute::<ItemMarker>()
+                .await;
+            match written {
+                Ok(_) => return Ok(ItemRedrive::Counted(marker.redrives)),
+                // Lost the race (a completion or another redrive wrote the marker): read again.
+                Err(error) if is_precondition_failure(&error) => {}
+                Err(error) => return Err(firestore_error("counting an item redrive")(error)),
+            }
+        }
+        Err(StoreError::BatchWriteFailed { code: 10, message: format!("item {item} kept changing under its redrive") })
+    }
+}
+
+/// Lost races on one marker before giving up for this delivery (the message is retried).
+const MAX_MARKER_RACES: usize = 5;
 
 async fn read_marker(db: &FirestoreDb, parent: &str, item: &str) -> firestore::FirestoreResult<Option<ItemMarker>> {
     db.fluent().select().by_id_in(ITEMS).parent(parent).obj().one(item).await

@@ -7,6 +7,7 @@ use firestore::{FirestoreDb, FirestoreInstant, FirestoreTransaction};
 use futures::FutureExt;
 
 use super::begin::read_header;
+use super::header::HeaderChange;
 use super::{BatchStore, CountedTransaction, StoreError, Totals, firestore_error};
 use crate::batch::documents::{BATCHES, BatchHeader, GAME_DATES, GameDatePointer};
 use crate::batch::state::{BatchState, ClaimDecision, FinalizeClaim, coverage, decide_claim, outcome};
@@ -27,7 +28,8 @@ pub enum FinishOutcome {
 }
 
 impl BatchStore {
-    /// Decides and, when it is this instance's to take, records the finalize claim.
+    /// Decides and, when it is this instance's to take, records the finalize claim (a guarded write,
+    /// not a transaction: see [`super::header`]).
     pub async fn claim_finalize(
         &self,
         batch_id: &str,
@@ -36,33 +38,28 @@ impl BatchStore {
         totals: Totals,
     ) -> Result<ClaimOutcome, StoreError> {
         let outcome = self
-            .db
-            .counted_transaction("claim_finalize", |db, tx| {
-                let (batch_id, me) = (batch_id.to_string(), me.to_string());
-                async move {
-                    let Some(mut header) = read_header(&db, &batch_id).await? else {
-                        return Ok(None);
-                    };
-                    let now = FirestoreInstant::now();
-                    let decision = decide_claim(
-                        header.state,
-                        totals.terminal(),
-                        header.expected_count,
-                        header.finalize_claim.as_ref(),
-                        &me,
-                        now,
-                    );
-                    if matches!(decision, ClaimDecision::Claim | ClaimDecision::TakeOver { .. }) {
-                        header.state = BatchState::Finalizing;
-                        header.finalize_claim = Some(new_claim(&me, lease, now));
-                        write_header(&db, tx, &mut header)?;
-                    }
-                    Ok(Some(ClaimOutcome { decision, header }))
+            .change_header(batch_id, "claiming finalization", |header| {
+                let now = FirestoreInstant::now();
+                let decision = decide_claim(
+                    header.state,
+                    totals.terminal(),
+                    header.expected_count,
+                    header.finalize_claim.as_ref(),
+                    me,
+                    now,
+                );
+                if matches!(decision, ClaimDecision::Claim | ClaimDecision::TakeOver { .. }) {
+                    header.state = BatchState::Finalizing;
+                    header.finalize_claim = Some(new_claim(me, lease, now));
+                    // The answer carries the header as written, `header_writes` included.
+                    let mut after = header.clone();
+                    after.header_writes += 1;
+                    HeaderChange::Write(ClaimOutcome { decision, header: after })
+                } else {
+                    HeaderChange::Keep(ClaimOutcome { decision, header: header.clone() })
                 }
-                .boxed()
             })
-            .await
-            .map_err(firestore_error("claiming finalization"))?;
+            .await?;
         outcome.ok_or_else(|| StoreError::UnknownBatch(batch_id.to_string()))
     }
 
@@ -127,72 +124,57 @@ impl BatchStore {
 
     /// The outbox: records that the ready event was published (once; a second call changes nothing).
     pub async fn record_ready(&self, batch_id: &str, ready_message_id: &str) -> Result<(), StoreError> {
-        self.db
-            .counted_transaction("record_ready", |db, tx| {
-                let (batch_id, ready_message_id) = (batch_id.to_string(), ready_message_id.to_string());
-                async move {
-                    if let Some(mut header) = read_header(&db, &batch_id).await?
-                        && header.ready_message_id.is_none()
-                    {
-                        header.ready_message_id = Some(ready_message_id.clone());
-                        write_header(&db, tx, &mut header)?;
-                    }
-                    Ok(())
-                }
-                .boxed()
-            })
-            .await
-            .map_err(firestore_error("recording the ready event"))
+        self.change_header(batch_id, "recording the ready event", |header| {
+            if header.ready_message_id.is_some() {
+                return HeaderChange::Keep(());
+            }
+            header.ready_message_id = Some(ready_message_id.to_string());
+            HeaderChange::Write(())
+        })
+        .await
+        .map(|_| ())
     }
 
-    /// Gives up a finalize claim early (its lease ends now), so that the redelivered message, handled
-    /// by any instance, can take over at once instead of waiting out the lease. Only the owner's own
-    /// claim on a FINALIZING batch is touched.
+    /// Gives up a finalize claim early (its lease ends now), so that the redelivered message, the next
+    /// completion or the sweeper can take over at once instead of waiting out the lease. Only the
+    /// owner's own claim is touched: on a FINALIZING batch, or on a COMPLETE one it has not announced
+    /// yet (the claim is then the announcement's lease).
     pub async fn release_claim(&self, batch_id: &str, owner: &str) -> Result<(), StoreError> {
-        self.db
-            .counted_transaction("release_claim", |db, tx| {
-                let (batch_id, owner) = (batch_id.to_string(), owner.to_string());
-                async move {
-                    if let Some(mut header) = read_header(&db, &batch_id).await?
-                        && header.state == BatchState::Finalizing
-                        && let Some(claim) = header.finalize_claim.as_mut()
-                        && claim.owner == owner
-                    {
-                        claim.lease_expires_at = FirestoreInstant::now();
-                        write_header(&db, tx, &mut header)?;
-                    }
-                    Ok(())
+        self.change_header(batch_id, "releasing a finalize claim", |header| {
+            let unannounced = header.state == BatchState::Complete && header.ready_message_id.is_none();
+            let now = FirestoreInstant::now();
+            match header.finalize_claim.as_mut() {
+                Some(claim)
+                    if claim.owner == owner
+                        && claim.lease_expires_at > now
+                        && (header.state == BatchState::Finalizing || unannounced) =>
+                {
+                    claim.lease_expires_at = now;
+                    HeaderChange::Write(())
                 }
-                .boxed()
-            })
-            .await
-            .map_err(firestore_error("releasing a finalize claim"))
+                _ => HeaderChange::Keep(()),
+            }
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Takes over the announcement of a COMPLETE batch whose ready event was never recorded, but only
     /// once the finalizer's lease expired (a live finalizer is about to announce it itself). Returns
     /// whether this caller should announce.
     pub async fn claim_announcement(&self, batch_id: &str, owner: &str, lease: Duration) -> Result<bool, StoreError> {
-        self.db
-            .counted_transaction("claim_announcement", |db, tx| {
-                let (batch_id, owner) = (batch_id.to_string(), owner.to_string());
-                async move {
-                    let Some(mut header) = read_header(&db, &batch_id).await? else {
-                        return Ok(false);
-                    };
-                    let now = FirestoreInstant::now();
-                    let lease_live = header.finalize_claim.as_ref().is_some_and(|c| c.lease_expires_at > now);
-                    if header.state != BatchState::Complete || header.ready_message_id.is_some() || lease_live {
-                        return Ok(false);
-                    }
-                    header.finalize_claim = Some(new_claim(&owner, lease, now));
-                    write_header(&db, tx, &mut header)?;
-                    Ok(true)
+        let claimed = self
+            .change_header(batch_id, "claiming the announcement", |header| {
+                let now = FirestoreInstant::now();
+                let lease_live = header.finalize_claim.as_ref().is_some_and(|c| c.lease_expires_at > now);
+                if header.state != BatchState::Complete || header.ready_message_id.is_some() || lease_live {
+                    return HeaderChange::Keep(false);
                 }
-                .boxed()
+                header.finalize_claim = Some(new_claim(owner, lease, now));
+                HeaderChange::Write(true)
             })
-            .await
-            .map_err(firestore_error("claiming the announcement"))
+            .await?;
+        Ok(claimed.unwrap_or(false))
     }
 
     /// Whether `batch_id` is still the date's current batch (the fence, read outside a transaction).

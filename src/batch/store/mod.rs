@@ -6,11 +6,13 @@
 mod begin;
 mod completion;
 mod finalize;
+mod header;
 mod sweep;
 
 pub use begin::{BeginOutcome, NewBatch};
-pub use completion::CompletionRecord;
+pub use completion::{CompletionRecord, ItemRedrive};
 pub use finalize::{ClaimOutcome, FinishOutcome};
+pub(crate) use header::is_precondition_failure;
 
 use firestore::errors::{BackoffError, FirestoreError};
 use firestore::{FirestoreDb, FirestoreResult, FirestoreTransaction};
@@ -19,6 +21,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use super::documents::{BATCHES, BatchHeader, COUNTERS, CounterShard, ITEMS, ItemMarker, ItemStatus};
+use crate::gcp::errors::{Retryability, classify_firestore};
 use crate::gcp::firestore::document_id;
 use crate::ops::metrics::TransactionAttempts;
 
@@ -38,17 +41,20 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// What retrying the message can do (the one classification in [`crate::gcp::errors`]).
+    pub fn retryability(&self) -> Retryability {
+        match self {
+            StoreError::Firestore { source, .. } => classify_firestore(source),
+            // BatchWrite answers per write; the create-only codes are handled where it is called, so
+            // any other failure there is the server's, worth another try.
+            StoreError::BatchWriteFailed { .. } => Retryability::Retry,
+            StoreError::UnknownBatch(_) | StoreError::ItemsChanged { .. } => Retryability::Reject,
+        }
+    }
+
     /// Whether retrying the message later may succeed.
     pub fn is_transient(&self) -> bool {
-        match self {
-            StoreError::Firestore { source, .. } => {
-                crate::gcp::errors::is_transient_firestore(source)
-                    || matches!(**source, FirestoreError::ErrorInTransaction(_))
-            }
-            // BatchWrite answers per write; a failure there is the server's, worth another try.
-            StoreError::BatchWriteFailed { .. } => true,
-            StoreError::UnknownBatch(_) | StoreError::ItemsChanged { .. } => false,
-        }
+        self.retryability() == Retryability::Retry
     }
 }
 
@@ -144,6 +150,15 @@ impl BatchStore {
 
     /// Ids of the items of `batch_id` in `status`, in id order.
     pub async fn items_in(&self, batch_id: &str, status: ItemStatus) -> Result<Vec<String>, StoreError> {
+        Ok(self.markers_in(batch_id, status).await?.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// The items of `batch_id` in `status` with their markers (error, completions), in id order.
+    pub async fn markers_in(
+        &self,
+        batch_id: &str,
+        status: ItemStatus,
+    ) -> Result<Vec<(String, ItemMarker)>, StoreError> {
         let parent = self.batch_path(batch_id)?;
         let status_text = serde_json::to_value(status).ok().and_then(|v| v.as_str().map(String::from));
         let documents = self
@@ -156,9 +171,16 @@ impl BatchStore {
             .query()
             .await
             .map_err(firestore_error("listing item markers"))?;
-        let mut ids: Vec<String> = documents.iter().map(|d| document_id(d).to_string()).collect();
-        ids.sort();
-        Ok(ids)
+        let mut markers = documents
+            .iter()
+            .map(|d| {
+                let marker = FirestoreDb::deserialize_doc_to::<ItemMarker>(d)
+                    .map_err(firestore_error("decoding an item marker"))?;
+                Ok((document_id(d).to_string(), marker))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        markers.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(markers)
     }
 
     /// Sums the counter shards with one aggregation query (billed as one read, whatever the shard count).

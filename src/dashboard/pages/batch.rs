@@ -112,12 +112,12 @@ fn items(view: &BatchView, filter: &ItemFilter) -> Markup {
             p #no-items { "None." }
         } @else {
             table #items {
-                thead { tr { th { "Item" } th { "Status" } th.num { "Attempts" } th { "Error" } } }
+                thead { tr { th { "Item" } th { "Status" } th.num { "Attempts" } th.num { "Redrives" } th { "Error" } } }
                 tbody {
                     @for row in &view.items.items {
                         @let status = serde_json::to_value(row.marker.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
                         tr.item data-item=(row.item) data-status=(status) {
-                            td { (row.item) } td { (status) } td.num { (row.marker.attempts) }
+                            td { (row.item) } td { (status) } td.num { (row.marker.attempts) } td.num { (row.marker.redrives) }
                             td { (excerpt(row.marker.error.as_deref().unwrap_or(""), 300)) }
                         }
                     }

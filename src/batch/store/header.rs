@@ -1,0 +1,97 @@
+//! Changing the batch header without a transaction: read it with its `update_time`, decide, and write
+//! it back only if nobody wrote it meanwhile (an `update_time` precondition). A lost race re-reads and
+//! decides again.
+//!
+//! Why not a transaction: the header is the one document every completion of a batch looks at when the
+//! batch becomes whole. Transactions that read it take a lock, and under faults they were seen to
+//! contend until firestore-rs gave up ("Transient error occurred in transaction", ~1,200 times in one
+//! run) and the completions behind them exhausted their delivery attempts. A read plus a guarded write
+//! holds no lock, and a decision that writes nothing (the common case: the claim is someone else's)
+//! costs one read.
+
+use firestore::{FirestoreDb, FirestoreInstant, FirestoreWritePrecondition};
+
+use super::{BatchStore, StoreError, firestore_error};
+use crate::batch::documents::{BATCHES, BatchHeader};
+
+/// How many times a lost race is decided again before the caller sees a retryable error.
+const MAX_RACES: usize = 5;
+
+/// What a decision on the header wants done.
+pub(crate) enum HeaderChange<T> {
+    /// Write the (changed) header, then answer `T`.
+    Write(T),
+    /// Leave the header as it is and answer `T`.
+    Keep(T),
+}
+
+impl BatchStore {
+    /// Reads the header, lets `decide` change it, and writes it back unless another writer got there
+    /// first (then reads and decides again). `None` when the batch does not exist. Every write counts
+    /// in `header_writes`.
+    pub(crate) async fn change_header<T>(
+        &self,
+        batch_id: &str,
+        operation: &'static str,
+        mut decide: impl FnMut(&mut BatchHeader) -> HeaderChange<T>,
+    ) -> Result<Option<T>, StoreError> {
+        let mut races = 0;
+        loop {
+            let Some((mut header, version)) = self.versioned_header(batch_id).await? else {
+                return Ok(None);
+            };
+            let answer = match decide(&mut header) {
+                HeaderChange::Keep(answer) => return Ok(Some(answer)),
+                HeaderChange::Write(answer) => answer,
+            };
+            header.header_writes += 1;
+            let written = self
+                .db
+                .fluent()
+                .update()
+                .in_col(BATCHES)
+                .precondition(FirestoreWritePrecondition::UpdateTime(version))
+                .document_id(batch_id)
+                .object(&header)
+                .execute::<BatchHeader>()
+                .await;
+            match written {
+                Ok(_) => return Ok(Some(answer)),
+                Err(error) if is_precondition_failure(&error) && races < MAX_RACES => races += 1,
+                Err(error) => return Err(firestore_error(operation)(error)),
+            }
+        }
+    }
+
+    /// The header with its `update_time`, the version a guarded write compares against.
+    async fn versioned_header(&self, batch_id: &str) -> Result<Option<(BatchHeader, FirestoreInstant)>, StoreError> {
+        let document = self
+            .db
+            .fluent()
+            .select()
+            .by_id_in(BATCHES)
+            .one(batch_id)
+            .await
+            .map_err(firestore_error("reading a batch header"))?;
+        let Some(document) = document else {
+            return Ok(None);
+        };
+        let header: BatchHeader =
+            FirestoreDb::deserialize_doc_to(&document).map_err(firestore_error("decoding a batch header"))?;
+        let version = document
+            .update_time
+            .and_then(|ts| firestore::timestamp_utils::from_timestamp(ts).ok())
+            .unwrap_or(header.created_at);
+        Ok(Some((header, version)))
+    }
+}
+
+/// A guarded write that lost its race: the document changed (FAILED_PRECONDITION) or is gone.
+pub(crate) fn is_precondition_failure(error: &firestore::errors::FirestoreError) -> bool {
+    use firestore::errors::FirestoreError as E;
+    match error {
+        E::DataNotFoundError(_) | E::DataConflictError(_) => true,
+        E::DatabaseError(e) => e.public.code == "FailedPrecondition",
+        _ => false,
+    }
+}

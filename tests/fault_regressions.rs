@@ -1,0 +1,92 @@
+//! Deterministic network-fault regressions, one scripted fault each (the gRPC fault injector of
+//! `crates/grpc-faults` between one role and the Firestore emulator):
+//!
+//! - the seal commit of a batch fails (answered UNAVAILABLE or DEADLINE_EXCEEDED before reaching the
+//!   server) or loses its answer after the server applied it: the batch still completes and the
+//!   trigger is not dead-lettered;
+//! - the exporter's commit of the export record loses its answer: the file is still written, at the
+//!   recorded generation, and the ready event is not dead-lettered.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::TestEnv;
+use common::harness::{Harness, date, items};
+use common::nba::{NbaEnv, exported, final_header};
+use firestore::FirestoreDb;
+use grpc_faults::{Fault, FaultKind, FaultProxy, Plan, Rule};
+use props_pipeline::batch::engine::BatchEngine;
+use props_pipeline::batch::settings::EngineSettings;
+use props_pipeline::batch::state::BatchState;
+use props_pipeline::batch::store::BatchStore;
+use props_pipeline::messages::{TriggerMessage, TriggerMode};
+use props_pipeline::nba::domain::NbaWorker;
+use props_pipeline::nba::model::ModelConfig;
+use props_pipeline::nba::store::export_record;
+
+/// A Firestore handle on `env`'s project through a new listener of `proxy`.
+async fn firestore_through(env: &TestEnv, proxy: &FaultProxy, label: &str) -> FirestoreDb {
+    let address = proxy.listen(label).await.expect("a proxy listener");
+    env.firestore_at(&address.to_string()).await
+}
+
+fn firestore_proxy() -> FaultProxy {
+    FaultProxy::new(&std::env::var("FIRESTORE_EMULATOR_HOST").expect("FIRESTORE_EMULATOR_HOST"), Plan::none())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_or_unanswered_seal_still_completes_its_batch() {
+    for kind in [FaultKind::LostAnswer, FaultKind::Unavailable, FaultKind::DeadlineExceeded] {
+        let mut harness = Harness::new("fault-seal").await;
+        harness.domain.set_items(date(), items(12));
+        let proxy = firestore_proxy();
+        let store = BatchStore::new(firestore_through(&harness.env, &proxy, "coordinator").await);
+        let engine = Arc::new(BatchEngine::new(
+            store,
+            harness.env.pubsub.clone(),
+            harness.env.topics.clone(),
+            Arc::clone(&harness.domain),
+            EngineSettings::default(),
+        ));
+        // The seal is the first header commit that says RUNNING (the begin says PUBLISHING).
+        proxy.add_rule(Rule::new("Commit", Fault::new(kind)).body_contains(&["sealed_at", "RUNNING"]));
+        harness.run_coordinator(&engine);
+        harness.run_dead_letter(&engine);
+        harness.run_worker(&[]);
+
+        let batch_id = harness.publish_trigger(TriggerMode::Start).await;
+        let header = harness.wait_for_final(&batch_id, Duration::from_secs(90)).await;
+        assert_eq!(proxy.rules_armed(), 0, "{kind}: the seal commit was faulted");
+        assert_eq!(header.state, BatchState::Complete, "{kind}: {header:?}");
+        assert_eq!(header.done_count, Some(12));
+        let records = harness.store.dead_letters(100).await.unwrap();
+        assert!(records.is_empty(), "{kind}: nothing dead-lettered: {records:#?}");
+        harness.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_export_record_answer_still_writes_the_file() {
+    const DATE: &str = "2023-05-02";
+    let mut nba = NbaEnv::new("fault-export", &[DATE]).await;
+    let proxy = firestore_proxy();
+    nba.exporter_db = Some(firestore_through(&nba.env, &proxy, "exporter").await);
+    proxy.add_rule(Rule::new("Commit", Fault::new(FaultKind::LostAnswer)).body_contains(&["exports/", DATE]));
+    nba.run_roles(NbaWorker::new(nba.store.clone(), ModelConfig::default()), EngineSettings::default());
+
+    let trigger = TriggerMessage::new(DATE, TriggerMode::Start, "test".into(), None, String::new()).unwrap();
+    let id = nba.env.publish(&nba.env.topics.trigger_topic, trigger.to_json(), &[]).await;
+    let batch_id = props_pipeline::batch::documents::batch_id_for(DATE, &id);
+    let header = final_header(&nba.store, &batch_id).await;
+    assert_eq!(header.state, BatchState::Complete);
+    let file = exported(&nba.export_path(DATE), header.generation, Duration::from_secs(90)).await;
+    assert_eq!(proxy.rules_armed(), 0, "the export record's answer was lost");
+    assert_eq!(file.batch_id, batch_id);
+    let record = export_record(&nba.db, DATE).await.unwrap().expect("the export record");
+    assert_eq!(record.generation, header.generation, "the record and the file agree");
+    let records = nba.store.dead_letters(100).await.unwrap();
+    assert!(records.is_empty(), "nothing dead-lettered: {records:#?}");
+    nba.stop().await;
+}

@@ -1,0 +1,242 @@
+//! Recovery paths that need no fault injector, against the real emulators: a batch stuck in PUBLISHING
+//! whose trigger is gone, a request that ran out of delivery attempts without a verdict, a finalize
+//! claim held at shutdown, and an export file left behind its record by two generations' exports.
+//! (Lost answers and frozen services need the gRPC fault injector: `tests/faults.rs`.)
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use common::harness::{DATE, Harness, NoExporter, completion, date, items, trigger};
+use common::test_domain::{TestWorker, consolidation_calls};
+use common::{TestEnv, fast_retry_policy};
+use firestore::{FirestoreDb, FirestoreInstant};
+use props_pipeline::batch::dead_letters::DeadLetterRecord;
+use props_pipeline::batch::documents::{ItemStatus, batch_id_for};
+use props_pipeline::batch::domain::{ItemHandler, ItemOutcome};
+use props_pipeline::batch::engine::FinalizeReport;
+use props_pipeline::batch::roles::WorkerRole;
+use props_pipeline::batch::settings::EngineSettings;
+use props_pipeline::batch::state::BatchState;
+use props_pipeline::batch::store::{BeginOutcome, NewBatch};
+use props_pipeline::batch::sweep_policy::SweepSettings;
+use props_pipeline::config::ConsumerSettings;
+use props_pipeline::messages::{ReadyMessage, RequestMessage, TriggerMode};
+use props_pipeline::nba::export::{ExportFile, ExportOutcome, Exporter};
+use props_pipeline::nba::store::{PREDICTION_PLAYERS, PREDICTIONS, StoredPrediction, export_record};
+use props_pipeline::runner::{Role, Roles};
+use props_pipeline::topology::ChannelKind;
+use tokio_util::sync::CancellationToken;
+
+fn fast_sweeps() -> SweepSettings {
+    SweepSettings { sweep_interval_secs: 1, stall_after_secs: 2, stuck_after_secs: 600, max_redrives: 3 }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_publishing_batch_whose_trigger_is_gone_is_completed_by_the_sweeper() {
+    let mut harness = Harness::new("recover-publishing").await;
+    harness.domain.set_items(date(), items(12));
+    let engine = harness.engine(EngineSettings::default());
+    // A coordinator created the batch and wrote half its markers, then died for good; its trigger is
+    // gone (acked, or dead-lettered after its attempts), so nothing would ever seal the batch.
+    let spec = NewBatch {
+        trigger: trigger(TriggerMode::Start),
+        trigger_message_id: "gone".into(),
+        correlation_id: "c-gone".into(),
+        expected_count: 12,
+        counter_shards: 2,
+        tolerated_failed_fraction: 0.1,
+        retention: Duration::from_secs(3600),
+    };
+    let BeginOutcome::Created { header, .. } = harness.store.begin_batch(&spec).await.unwrap() else {
+        panic!("a fresh batch");
+    };
+    harness.store.write_item_markers(&header.batch_id, &items(12)[..6]).await.unwrap();
+    harness.run_coordinator(&engine);
+    harness.run_worker(&[]);
+    harness.run_sweeper(&engine, fast_sweeps());
+
+    let header = harness.wait_for_final(&header.batch_id, Duration::from_secs(60)).await;
+    assert_eq!(header.state, BatchState::Complete, "{header:?}");
+    assert_eq!(header.done_count, Some(12));
+    assert!(header.sealed_at.is_some(), "the sweeper sealed it");
+    assert!(header.redrive_count >= 1, "the resume counts against the redrive cap: {header:?}");
+    let audit = harness.store.audit_record("gone").await.unwrap().expect("the trigger's audit record");
+    assert!(audit.publishing_resumes >= 1, "the resume is in the audit: {audit:?}");
+    assert_eq!(consolidation_calls(harness.store.db(), &header.batch_id).await, 1);
+    harness.stop().await;
+}
+
+/// Answers Retry for the first `fail_first` deliveries of `flaky`, as a worker meeting an outage
+/// longer than the subscription's backoff would; handles every other delivery for real.
+struct OutageWorker {
+    inner: TestWorker,
+    flaky: String,
+    fail_first: u32,
+    deliveries: AtomicU32,
+}
+
+impl ItemHandler for OutageWorker {
+    async fn handle_item(&self, request: &RequestMessage) -> ItemOutcome {
+        if request.player_lookup == self.flaky && self.deliveries.fetch_add(1, Ordering::SeqCst) < self.fail_first {
+            return ItemOutcome::Retry("firestore reading player logs failed: Internal, GoAway (test)".into());
+        }
+        self.inner.handle_item(request).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_that_ran_out_of_attempts_without_a_verdict_is_redriven_not_failed() {
+    let mut harness = Harness::with_policy("recover-redrive-item", &fast_retry_policy(5)).await;
+    harness.domain.set_items(date(), items(6));
+    let engine = harness.engine(EngineSettings::default());
+    harness.run_coordinator(&engine);
+    harness.run_dead_letter(&engine);
+    let worker = OutageWorker {
+        inner: TestWorker { store: harness.store.clone(), failing: HashSet::new() },
+        flaky: "player0002".into(),
+        // Every delivery of the first request: it is dead-lettered after its 5 attempts.
+        fail_first: 5,
+        deliveries: AtomicU32::new(0),
+    };
+    let role =
+        WorkerRole::new(Arc::new(worker), harness.env.pubsub.clone(), harness.env.topics.completion_topic.clone());
+    harness.consume(ChannelKind::Request, role);
+
+    let batch_id = harness.publish_trigger(TriggerMode::Start).await;
+    let header = harness.wait_for_final(&batch_id, Duration::from_secs(90)).await;
+    assert_eq!(header.state, BatchState::Complete);
+    assert_eq!(header.failed_count, Some(0), "no item failed for an outage: {header:?}");
+    assert_eq!(header.done_count, Some(6));
+    let marker = harness.store.item(&batch_id, "player0002").await.unwrap().expect("marker");
+    assert_eq!(marker.status, ItemStatus::Done);
+    assert_eq!(marker.redrives, 1, "its request was put back to work once");
+
+    let records = harness.store.dead_letters(100).await.unwrap();
+    let redriven: Vec<&DeadLetterRecord> = records.iter().filter(|r| r.channel == "request").collect();
+    assert_eq!(redriven.len(), 1, "{records:?}");
+    assert_eq!(redriven[0].action, "request re-published (item redrive 1 of 3)");
+    assert_eq!(redriven[0].reason, "not acknowledged after 5 delivery attempts");
+    let trigger_id = header.trigger_message_id.clone();
+    let audit = harness.store.audit_record(&trigger_id).await.unwrap().expect("audit record");
+    assert_eq!(audit.item_redrives, 1, "{audit:?}");
+    harness.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_finalize_claim_held_at_shutdown_is_released_for_the_next_instance() {
+    let harness = Harness::new("recover-claim").await;
+    harness.domain.set_items(date(), items(4));
+    // Instance "a" consolidates for a minute: the shutdown grace (1 s) aborts it mid-way.
+    harness.domain.consolidation_delay_ms.store(60_000, Ordering::SeqCst);
+    let engine_a = harness.engine(EngineSettings { instance_id: Some("a".into()), ..Default::default() });
+    engine_a.start(&trigger(TriggerMode::Start), "t1").await.unwrap();
+    let batch_id = batch_id_for(DATE, "t1");
+    let header = harness.store.header(&batch_id).await.unwrap().unwrap();
+    for item in items(4) {
+        harness.store.record_completion(&completion(&header, &item), header.counter_shards).await.unwrap();
+    }
+    let roles = Roles {
+        pubsub: harness.env.pubsub.clone(),
+        topology: harness.env.topology.clone(),
+        consumer: ConsumerSettings { concurrency: 4, shutdown_grace_secs: 1, ..Default::default() },
+        engine: Arc::clone(&engine_a),
+        item_handler: Arc::new(TestWorker { store: harness.store.clone(), failing: HashSet::new() }),
+        exporter: Arc::new(NoExporter),
+        completion_topic: harness.env.topics.completion_topic.clone(),
+        sweep: Default::default(),
+    };
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    let run = tokio::spawn(async move { roles.run(&[Role::Coordinator], stop).await });
+    // A redelivered completion reaches "a", which claims the batch and starts consolidating.
+    let completion_topic = harness.env.topics.completion_topic.clone();
+    harness.env.publish(&completion_topic, completion(&header, "player0000").to_json(), &[]).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while harness.store.header(&batch_id).await.unwrap().unwrap().state != BatchState::Finalizing {
+        assert!(tokio::time::Instant::now() < deadline, "instance a never claimed the batch");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    shutdown.cancel();
+    run.await.expect("runner task").expect("runner stops cleanly");
+    let header = harness.store.header(&batch_id).await.unwrap().unwrap();
+    let claim = header.finalize_claim.expect("the claim stays recorded");
+    assert!(claim.owner.starts_with("a#"), "{claim:?}");
+    assert!(claim.lease_expires_at <= FirestoreInstant::now(), "released, not left for its 120 s lease: {claim:?}");
+
+    // The next instance takes over at once instead of finding the claim held.
+    harness.domain.consolidation_delay_ms.store(0, Ordering::SeqCst);
+    let engine_b = harness.engine(EngineSettings { instance_id: Some("b".into()), ..Default::default() });
+    let report = engine_b.finalize_if_whole(&batch_id).await.unwrap();
+    assert_eq!(report, FinalizeReport::Finalized(BatchState::Complete));
+    harness.stop().await;
+}
+
+/// Makes `generation` (of `batch_id`) the date's current predictions, for two players.
+async fn put_predictions(db: &FirestoreDb, batch_id: &str, generation: u64) {
+    let parent = db.parent_path(PREDICTIONS, DATE).unwrap();
+    for player in ["alpha", "beta"] {
+        let prediction = serde_json::from_value(serde_json::json!({
+            "player_lookup": player, "player_name": player, "team": "AAA", "opponent": "BBB",
+            "game_date": DATE, "projected_minutes": 30.0 + generation as f64, "games_used": 10, "props": []
+        }))
+        .unwrap();
+        let stored =
+            StoredPrediction { batch_id: batch_id.into(), generation, prediction, superseded_by_generation: None };
+        db.fluent()
+            .update()
+            .in_col(PREDICTION_PLAYERS)
+            .document_id(player)
+            .parent(&parent)
+            .object(&stored)
+            .execute::<StoredPrediction>()
+            .await
+            .unwrap();
+    }
+}
+
+fn ready(batch_id: &str, generation: u64) -> ReadyMessage {
+    ReadyMessage { game_date: date(), batch_id: batch_id.into(), generation, predictions_count: 8, failed_count: 0 }
+}
+
+fn generation_in(path: &std::path::Path) -> u64 {
+    serde_json::from_slice::<ExportFile>(&std::fs::read(path).unwrap()).unwrap().generation
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_generations_ready_events_interleaved_leave_the_newest_file() {
+    let env = TestEnv::new("recover-export").await;
+    let db = env.firestore().await;
+    let dir = std::env::temp_dir().join(format!("props-recover-export-{}", rand::random::<u32>()));
+    let path = dir.join(format!("{DATE}.json"));
+    // Two exporter processes.
+    let (first, second) = (Exporter::new(db.clone(), dir.clone()), Exporter::new(db.clone(), dir.clone()));
+
+    put_predictions(&db, "b1", 1).await;
+    assert!(matches!(first.export(&ready("b1", 1)).await.unwrap(), ExportOutcome::Written { .. }));
+    let generation_one = std::fs::read(&path).unwrap();
+    put_predictions(&db, "b2", 2).await;
+    // Both generations' ready events at once, in both processes.
+    let (older, newer) = (ready("b1", 1), ready("b2", 2));
+    let (a, b, c, d) =
+        tokio::join!(first.export(&newer), second.export(&older), second.export(&newer), first.export(&older));
+    for outcome in [a, b, c, d] {
+        outcome.unwrap();
+    }
+    assert_eq!(generation_in(&path), 2);
+    assert_eq!(export_record(&db, DATE).await.unwrap().unwrap().generation, 2);
+
+    // The worst interleaving: the first process checked before the second renamed, and its rename of
+    // generation 1 lands last. The record says 2; the next ready event either process handles puts
+    // the file back at the record's generation.
+    std::fs::write(&path, &generation_one).unwrap();
+    let outcome = second.export(&ready("b1", 1)).await.unwrap();
+    assert_eq!(outcome, ExportOutcome::SkippedOlder { exported_generation: 2 });
+    assert_eq!(generation_in(&path), 2, "the file is never left older than the record");
+    assert_eq!(export_record(&db, DATE).await.unwrap().unwrap().generation, 2);
+    std::fs::remove_dir_all(&dir).ok();
+}
