@@ -7,7 +7,7 @@ STATE := .emulators/env
 # Integration tests share two emulators but each uses its own project id, so they may run in parallel.
 CARGO_TEST_FLAGS ?=
 
-.PHONY: build release demo emulators emulators-stop emulators-status lint fmt test test-unit chaos faults bench k8s-check image clean
+.PHONY: build release demo emulators emulators-stop emulators-status lint fmt test test-unit chaos faults bench bench-dashboard screenshots k8s-check image clean
 
 build:
 	cargo build --all-targets
@@ -87,6 +87,26 @@ bench:
 	if ! $(EMULATORS) status >/dev/null 2>&1; then $(EMULATORS) start; started=1; fi; \
 	set -a; . $(STATE); set +a; \
 	status=0; cargo bench --bench pipeline -- --items $(ITEMS) --repeats $(REPEATS) --workers $(WORKERS) --concurrency $(CONCURRENCY) || status=$$?; \
+	if [ $$started = 1 ]; then $(EMULATORS) stop; fi; \
+	exit $$status
+
+# The dashboard's largest pages (1,000 batches; a batch of 5,000 items) on the emulators: render time and
+# Firestore reads per page. `make bench-dashboard REPEATS=5`.
+bench-dashboard:
+	@started=0; \
+	if ! $(EMULATORS) status >/dev/null 2>&1; then $(EMULATORS) start; started=1; fi; \
+	set -a; . $(STATE); set +a; \
+	status=0; cargo bench --bench dashboard -- --repeats $(REPEATS) || status=$$?; \
+	if [ $$started = 1 ]; then $(EMULATORS) stop; fi; \
+	exit $$status
+
+# docs/dashboard-batch-running.png and docs/dashboard-batch-complete.png, taken by the browser test
+# (headless Chromium) while its batch runs and once it completed.
+screenshots:
+	@started=0; \
+	if ! $(EMULATORS) status >/dev/null 2>&1; then $(EMULATORS) start; started=1; fi; \
+	set -a; . $(STATE); set +a; \
+	status=0; DASHBOARD_SCREENSHOTS_DIR=$(CURDIR)/docs cargo test --test dashboard -- a_person_watches || status=$$?; \
 	if [ $$started = 1 ]; then $(EMULATORS) stop; fi; \
 	exit $$status
 

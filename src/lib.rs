@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod config;
 pub mod consumer;
+pub mod dashboard;
 pub mod gcp;
 pub mod messages;
 pub mod nba;

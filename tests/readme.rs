@@ -69,6 +69,11 @@ const PLAN: &[(&str, &str, Action)] = &[
         Run { exit: 0, line: "published to prediction-trigger" },
     ),
     (README, "props-pipeline status", Run { exit: 0, line: " COMPLETE: " }),
+    (
+        README,
+        "props-pipeline dashboard",
+        Skip("serves until stopped, the second line on port 8080; tests/dashboard.rs runs `dashboard` in a browser"),
+    ),
     // Players with too little history are skipped, not failed: the date completes.
     (README, "props-pipeline load --game-date 2024-04-22", Run { exit: 0, line: "skipped (state COMPLETE" }),
     (README, "props-pipeline missing --game-date 2024-04-22", Run { exit: 0, line: "5 required" }),
@@ -114,6 +119,8 @@ const PLAN: &[(&str, &str, Action)] = &[
     (OPERATIONS, "scripts/check_k8s.sh", Skip("`make k8s-check` runs it in CI, with its own pinned tools")),
     (OPERATIONS, "gcloud pubsub topics publish prediction-trigger --project $PROJECT \\", Skip(REAL_GCP)),
     (OPERATIONS, "props-pipeline status", Skip("names a batch of a real project (BATCH) and runs kubectl")),
+    (OPERATIONS, "firebase deploy --only firestore:indexes --project $PROJECT", Skip(REAL_GCP)),
+    (OPERATIONS, "gcloud compute addresses create props-dashboard --global --project $PROJECT", Skip(REAL_GCP)),
     (OPERATIONS, "for f in k8s/alert-policies/*.yaml; do", Skip(REAL_GCP)),
 ];
 

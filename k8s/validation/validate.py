@@ -30,6 +30,7 @@ ROLE_ARGS = {
     "props-coordinator": ["run", "coordinator", "dead-letter", "sweeper"],
     "props-worker": ["run", "worker"],
     "props-exporter": ["run", "exporter"],
+    "props-dashboard": ["run", "dashboard"],
 }
 WORKER_SUBSCRIPTION = "prediction-requests-worker"
 PLACEHOLDERS = ("PROJECT_ID", "set-by-overlay")

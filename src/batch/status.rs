@@ -38,6 +38,26 @@ pub struct StatusReport {
     pub batches: Vec<BatchStatus>,
 }
 
+/// The status of a batch from its header and its item totals. Shared by `status --json` and the
+/// dashboard, so both report the same document.
+pub fn status_of(header: BatchHeader, totals: Totals) -> BatchStatus {
+    BatchStatus::new(header, totals)
+}
+
+/// The totals a final batch's header already carries (copied from the shards when it was finalized),
+/// so a reader can skip the aggregation query; `None` when they must be summed.
+pub fn recorded_counts(header: &BatchHeader) -> Option<Totals> {
+    match (header.state.is_final(), header.done_count, header.failed_count) {
+        (true, Some(done), Some(failed)) => Some(Totals {
+            done,
+            failed,
+            skipped: header.skipped_count.unwrap_or(0),
+            predictions: header.predictions_count.unwrap_or(0),
+        }),
+        _ => None,
+    }
+}
+
 impl BatchStatus {
     fn new(header: BatchHeader, totals: Totals) -> Self {
         Self {
@@ -69,7 +89,7 @@ pub async fn recent(store: &BatchStore, game_date: Option<&str>, limit: u32) -> 
     let mut batches = Vec::new();
     for header in store.recent_batches(game_date, limit).await? {
         let totals = store.totals(&header.batch_id).await?;
-        batches.push(BatchStatus::new(header, totals));
+        batches.push(status_of(header, totals));
     }
     Ok(StatusReport { batches })
 }
@@ -80,7 +100,7 @@ pub async fn one(store: &BatchStore, batch_id: &str) -> Result<Option<BatchStatu
         return Ok(None);
     };
     let totals = store.totals(batch_id).await?;
-    Ok(Some(BatchStatus::new(header, totals)))
+    Ok(Some(status_of(header, totals)))
 }
 
 /// An item the domain declined, and why (shown by `missing`, the audit trail and the export).

@@ -5,6 +5,7 @@ mod args;
 mod audit;
 mod backfill;
 mod backtest;
+mod dashboard;
 pub mod errors;
 pub mod exit;
 mod load;
@@ -60,6 +61,8 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Trigger every date of a range that has a slate, a bounded number at once; re-running resumes.
     Backfill(backfill::BackfillArgs),
+    /// Serve the read-only operator dashboard (batches, items, lineage, dead letters, audit; JSON under /api/).
+    Dashboard(dashboard::DashboardArgs),
 }
 
 impl Command {
@@ -77,6 +80,7 @@ impl Command {
             Command::Backtest(_) => return None,
             Command::Audit(args) => args.google.settings(),
             Command::Backfill(args) => args.google.settings(),
+            Command::Dashboard(args) => args.google.settings(),
         })
     }
 }
@@ -99,6 +103,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Backtest(args) => backtest::run(args),
         Command::Audit(args) => audit::run(args).await,
         Command::Backfill(args) => backfill::run(args).await,
+        Command::Dashboard(args) => dashboard::run(args).await,
     }
 }
 

@@ -11,6 +11,7 @@ use props_pipeline::batch::store::BatchStore;
 use props_pipeline::batch::sweep_policy::SweepSettings;
 use props_pipeline::config::ConsumerSettings;
 use props_pipeline::consumer::cancel_on_signals;
+use props_pipeline::dashboard::Dashboard;
 use props_pipeline::gcp::pubsub::PubSub;
 use props_pipeline::nba::domain::{NbaDomain, NbaWorker};
 use props_pipeline::nba::export::{ExportRole, Exporter};
@@ -23,7 +24,8 @@ use super::args::{HttpArgs, PubsubAndFirestore, TopicArgs};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Roles to run in this process: coordinator, worker, exporter, dead-letter, sweeper, or all.
+    /// Roles to run in this process: coordinator, worker, exporter, dead-letter, sweeper, or all; and
+    /// `dashboard` (not part of all) to serve the read-only web UI on the same HTTP address.
     #[arg(required = true, value_name = "ROLE")]
     pub roles: Vec<String>,
     #[command(flatten)]
@@ -59,7 +61,9 @@ fn parse_roles(names: &[String]) -> anyhow::Result<Vec<Role>> {
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let gcp = &args.google.settings();
     let topics = &args.topics.names()?;
-    let roles = parse_roles(&args.roles)?;
+    let dashboard = args.roles.iter().any(|name| name == "dashboard");
+    let names: Vec<String> = args.roles.iter().filter(|name| *name != "dashboard").cloned().collect();
+    let roles = parse_roles(&names)?;
     args.consumer.validate().context("invalid consumer settings")?;
     args.engine.validate().context("invalid engine settings")?;
     args.sweep.validate().context("invalid sweeper settings")?;
@@ -67,16 +71,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let shutdown = cancel_on_signals();
     let pubsub = PubSub::connect(gcp).await?;
     let store = BatchStore::new(props_pipeline::gcp::firestore::connect(gcp).await?);
-    let ready = ops::readiness::ReadyCheck {
-        consumers: ops::readiness::Readiness::default(),
-        firestore: Arc::new(ops::readiness::CachedProbe::new(
-            ops::readiness::FirestoreProbe(store.db().clone()),
-            FIRESTORE_PROBE_TTL,
-            FIRESTORE_PROBE_TIMEOUT,
-        )),
-    };
+    let ready = ready_check(&store);
     let consumers = ready.consumers.clone();
-    let http = ops::http::serve(args.http.http_addr, ready, metrics, shutdown.clone())
+    let pages = match dashboard {
+        true => Dashboard::new(store.clone(), args.sweep.clone()).router(),
+        false => axum::Router::new(),
+    };
+    let http = ops::http::serve_with(args.http.http_addr, ready, metrics, shutdown.clone(), pages)
         .await
         .map_err(|error| super::errors::http_error(error, args.http.http_addr))?;
     let engine = BatchEngine::new(
@@ -97,7 +98,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         completion_topic: topics.completion_topic.clone(),
         sweep: args.sweep,
     };
-    let result = runner.run_observed(&roles, shutdown.clone(), &consumers).await;
+    let result = if roles.is_empty() {
+        // Only the dashboard: nothing to consume, serve until the shutdown signal.
+        consumers.mark_started();
+        shutdown.cancelled().await;
+        Ok(Vec::new())
+    } else {
+        runner.run_observed(&roles, shutdown.clone(), &consumers).await
+    };
     // The runner returns after a shutdown signal or a failed consumer; either way the server stops.
     shutdown.cancel();
     match http.task.await {
@@ -108,6 +116,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     result?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `/readyz`'s check: consumers subscribed (none for a dashboard-only process) and Firestore answering.
+pub(super) fn ready_check(store: &BatchStore) -> ops::readiness::ReadyCheck {
+    ops::readiness::ReadyCheck {
+        consumers: ops::readiness::Readiness::default(),
+        firestore: Arc::new(ops::readiness::CachedProbe::new(
+            ops::readiness::FirestoreProbe(store.db().clone()),
+            FIRESTORE_PROBE_TTL,
+            FIRESTORE_PROBE_TIMEOUT,
+        )),
+    }
 }
 
 /// How long a Firestore readiness probe's answer is reused: kubelet probes every few seconds, and each

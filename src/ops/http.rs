@@ -54,10 +54,21 @@ pub async fn serve(
     metrics: &'static PrometheusHandle,
     shutdown: CancellationToken,
 ) -> Result<HttpServer, HttpError> {
+    serve_with(addr, ready, metrics, shutdown, Router::new()).await
+}
+
+/// [`serve`] with more routes beside the ops ones (the dashboard's pages), on the same listener.
+pub async fn serve_with(
+    addr: SocketAddr,
+    ready: ReadyCheck,
+    metrics: &'static PrometheusHandle,
+    shutdown: CancellationToken,
+    extra: Router,
+) -> Result<HttpServer, HttpError> {
     let listener = TcpListener::bind(addr).await.map_err(|source| HttpError::Bind { addr, source })?;
     let addr = listener.local_addr().map_err(|source| HttpError::Bind { addr, source })?;
     tracing::info!(http_addr = %addr, "http listening");
-    let app = router(AppState { ready, metrics });
+    let app = router(AppState { ready, metrics }).merge(extra);
     let task = tokio::spawn(async move {
         let upkeep = tokio::spawn(upkeep(metrics, shutdown.clone()));
         let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;

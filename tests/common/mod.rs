@@ -5,6 +5,7 @@
 //! without seeing each other's topics, subscriptions or documents.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod browser;
 pub mod fleet;
 pub mod harness;
 pub mod nba;
