@@ -21,7 +21,7 @@ use props_pipeline::batch::engine::FinalizeReport;
 use props_pipeline::batch::redrive::ItemRedriveReport;
 use props_pipeline::batch::roles::WorkerRole;
 use props_pipeline::batch::settings::EngineSettings;
-use props_pipeline::batch::state::BatchState;
+use props_pipeline::batch::state::{BatchState, ClaimDecision};
 use props_pipeline::batch::store::{BeginOutcome, NewBatch};
 use props_pipeline::batch::sweep_policy::SweepSettings;
 use props_pipeline::config::ConsumerSettings;
@@ -277,4 +277,36 @@ async fn one_dead_letter_counts_one_redrive_and_the_cap_fails_the_item() {
     // A terminal item is not redriven again.
     let report = engine.redrive_item(&request, reason, "dl-4").await.unwrap();
     assert!(matches!(report, ItemRedriveReport::Moot(_)), "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_claims_on_the_header_end_with_exactly_one_holder_and_no_error() {
+    let harness = Harness::new("recover-claim-race").await;
+    harness.domain.set_items(date(), items(3));
+    let engine = harness.engine(EngineSettings::default());
+    engine.start(&trigger(TriggerMode::Start), "t1").await.unwrap();
+    let batch_id = batch_id_for(DATE, "t1");
+    let header = harness.store.header(&batch_id).await.unwrap().unwrap();
+    for item in items(3) {
+        harness.store.record_completion(&completion(&header, &item), header.counter_shards).await.unwrap();
+    }
+    let totals = harness.store.totals(&batch_id).await.unwrap();
+    // Eight attempts that saw the last completion at once: guarded writes, not transactions, so the
+    // losers re-read and find the winner's claim instead of contending until they give up.
+    let claims = (0..8).map(|i| {
+        let store = harness.store.clone();
+        let batch_id = batch_id.clone();
+        async move { store.claim_finalize(&batch_id, &format!("racer#{i}"), Duration::from_secs(60), totals).await }
+    });
+    let outcomes = futures::future::join_all(claims).await;
+    let decisions: Vec<ClaimDecision> = outcomes.into_iter().map(|o| o.expect("no error").decision).collect();
+    let winners = decisions.iter().filter(|d| **d == ClaimDecision::Claim).count();
+    assert_eq!(winners, 1, "{decisions:?}");
+    assert!(
+        decisions.iter().all(|d| matches!(d, ClaimDecision::Claim | ClaimDecision::HeldByOther { .. })),
+        "{decisions:?}"
+    );
+    let header = harness.store.header(&batch_id).await.unwrap().unwrap();
+    assert_eq!(header.state, BatchState::Finalizing);
+    assert_eq!(header.header_writes, 3, "create, seal, one claim: {header:?}");
 }
