@@ -40,9 +40,9 @@ async fn a_batch_counts_its_transactions_and_messages() {
     };
     assert_eq!(messages("prediction-trigger-coordinator", "ack"), 1.0, "{text}");
     assert_eq!(messages("prediction-requests-worker", "ack"), 20.0, "{text}");
-    // A completion that finds the finalize claim held by a concurrent handler is retried, and the
-    // harness stops once the batch is final, perhaps before that redelivery: every completion was
-    // handled at least once, some of them twice.
+    // A completion that finds the finalize claim held by a concurrent handler is acked (the holder
+    // finishes); one whose finalize failed transiently is retried, and the harness stops once the batch
+    // is final, perhaps before that redelivery: every completion was handled at least once.
     let completions = "prediction-completions-coordinator";
     assert!(messages(completions, "ack") + messages(completions, "retry") >= 20.0, "{text}");
     assert_eq!(messages(completions, "reject"), 0.0, "{text}");

@@ -18,9 +18,10 @@ use props_pipeline::batch::dead_letters::DeadLetterRecord;
 use props_pipeline::batch::documents::{ItemStatus, batch_id_for};
 use props_pipeline::batch::domain::{ItemHandler, ItemOutcome};
 use props_pipeline::batch::engine::FinalizeReport;
+use props_pipeline::batch::redrive::ItemRedriveReport;
 use props_pipeline::batch::roles::WorkerRole;
 use props_pipeline::batch::settings::EngineSettings;
-use props_pipeline::batch::state::BatchState;
+use props_pipeline::batch::state::{BatchState, ClaimDecision};
 use props_pipeline::batch::store::{BeginOutcome, NewBatch};
 use props_pipeline::batch::sweep_policy::SweepSettings;
 use props_pipeline::config::ConsumerSettings;
@@ -239,4 +240,73 @@ async fn two_generations_ready_events_interleaved_leave_the_newest_file() {
     assert_eq!(generation_in(&path), 2, "the file is never left older than the record");
     assert_eq!(export_record(&db, DATE).await.unwrap().unwrap().generation, 2);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_dead_letter_counts_one_redrive_and_the_cap_fails_the_item() {
+    let harness = Harness::new("recover-redrive-cap").await;
+    harness.domain.set_items(date(), items(2));
+    let engine = harness.engine(EngineSettings { max_item_redrives: 2, ..Default::default() });
+    engine.start(&trigger(TriggerMode::Start), "t1").await.unwrap();
+    let header = harness.store.header(&batch_id_for(DATE, "t1")).await.unwrap().unwrap();
+    let request = RequestMessage {
+        batch_id: header.batch_id.clone(),
+        generation: header.generation,
+        game_date: date(),
+        player_lookup: "player0001".into(),
+        correlation_id: header.correlation_id.clone(),
+    };
+    let reason = "not acknowledged after 5 delivery attempts";
+    // The same dead letter handled twice (its ack was lost) is one redrive.
+    for _ in 0..2 {
+        let report = engine.redrive_item(&request, reason, "dl-1").await.unwrap();
+        assert_eq!(report, ItemRedriveReport::Redriven { redrive: 1, max: 2 });
+    }
+    let report = engine.redrive_item(&request, reason, "dl-2").await.unwrap();
+    assert_eq!(report, ItemRedriveReport::Redriven { redrive: 2, max: 2 });
+    let report = engine.redrive_item(&request, reason, "dl-3").await.unwrap();
+    assert!(matches!(report, ItemRedriveReport::Failed(_)), "{report:?}");
+    let marker = harness.store.item(&header.batch_id, "player0001").await.unwrap().unwrap();
+    assert_eq!(marker.status, ItemStatus::Failed);
+    assert_eq!(
+        marker.error.as_deref(),
+        Some("dead-lettered: not acknowledged after 5 delivery attempts; redrive cap 2 reached")
+    );
+    let audit = harness.store.audit_record("t1").await.unwrap().unwrap();
+    assert_eq!(audit.item_redrives, 2, "{audit:?}");
+    // A terminal item is not redriven again.
+    let report = engine.redrive_item(&request, reason, "dl-4").await.unwrap();
+    assert!(matches!(report, ItemRedriveReport::Moot(_)), "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_claims_on_the_header_end_with_exactly_one_holder_and_no_error() {
+    let harness = Harness::new("recover-claim-race").await;
+    harness.domain.set_items(date(), items(3));
+    let engine = harness.engine(EngineSettings::default());
+    engine.start(&trigger(TriggerMode::Start), "t1").await.unwrap();
+    let batch_id = batch_id_for(DATE, "t1");
+    let header = harness.store.header(&batch_id).await.unwrap().unwrap();
+    for item in items(3) {
+        harness.store.record_completion(&completion(&header, &item), header.counter_shards).await.unwrap();
+    }
+    let totals = harness.store.totals(&batch_id).await.unwrap();
+    // Eight attempts that saw the last completion at once: guarded writes, not transactions, so the
+    // losers re-read and find the winner's claim instead of contending until they give up.
+    let claims = (0..8).map(|i| {
+        let store = harness.store.clone();
+        let batch_id = batch_id.clone();
+        async move { store.claim_finalize(&batch_id, &format!("racer#{i}"), Duration::from_secs(60), totals).await }
+    });
+    let outcomes = futures::future::join_all(claims).await;
+    let decisions: Vec<ClaimDecision> = outcomes.into_iter().map(|o| o.expect("no error").decision).collect();
+    let winners = decisions.iter().filter(|d| **d == ClaimDecision::Claim).count();
+    assert_eq!(winners, 1, "{decisions:?}");
+    assert!(
+        decisions.iter().all(|d| matches!(d, ClaimDecision::Claim | ClaimDecision::HeldByOther { .. })),
+        "{decisions:?}"
+    );
+    let header = harness.store.header(&batch_id).await.unwrap().unwrap();
+    assert_eq!(header.state, BatchState::Finalizing);
+    assert_eq!(header.header_writes, 3, "create, seal, one claim: {header:?}");
 }

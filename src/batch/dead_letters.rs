@@ -179,7 +179,7 @@ impl<D: BatchDomain> DeadLetterRole<D> {
                     return describe("item marked failed", report);
                 }
                 // Out of delivery attempts with no verdict: not the item's fault. Back to work.
-                match self.engine.redrive_item(&request, &record.reason).await? {
+                match self.engine.redrive_item(&request, &record.reason, &record.id()).await? {
                     ItemRedriveReport::Redriven { redrive, max } => {
                         Ok(format!("request re-published (item redrive {redrive} of {max})"))
                     }

@@ -107,11 +107,22 @@ pub struct ItemMarker {
     /// attempts without a verdict; capped by `PROPS_MAX_ITEM_REDRIVES`.
     #[serde(default)]
     pub redrives: u64,
+    /// The dead letter that caused the last redrive: the same dead letter handled again (its ack was
+    /// lost, or re-publishing failed) re-publishes without counting a second redrive.
+    #[serde(default)]
+    pub redriven_by: Option<String>,
 }
 
 impl ItemMarker {
     pub fn pending() -> Self {
-        Self { status: ItemStatus::Pending, attempts: 0, predictions_count: 0, error: None, redrives: 0 }
+        Self {
+            status: ItemStatus::Pending,
+            attempts: 0,
+            predictions_count: 0,
+            error: None,
+            redrives: 0,
+            redriven_by: None,
+        }
     }
 }
 

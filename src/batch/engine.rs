@@ -12,14 +12,13 @@ use super::claims::ClaimRegistry;
 use super::documents::{BatchHeader, ItemStatus};
 use super::domain::{BatchDomain, DomainError};
 use super::settings::EngineSettings;
-use super::state::{BatchState, ClaimDecision, decide_claim, is_low_coverage, outcome};
-use super::store::{BatchStore, BeginOutcome, CompletionRecord, FinishOutcome, NewBatch, StoreError};
+use super::state::BatchState;
+use super::store::{BatchStore, BeginOutcome, CompletionRecord, NewBatch, StoreError};
 use crate::config::TopicNames;
 use crate::gcp::GcpError;
 use crate::gcp::errors::Retryability;
 use crate::gcp::pubsub::PubSub;
-use crate::messages::{CompletionMessage, ReadyMessage, RequestMessage, TriggerMessage, validate_document_id};
-use crate::ops::metrics::{ALERTS_TOTAL, FINALIZE_SECONDS};
+use crate::messages::{CompletionMessage, RequestMessage, TriggerMessage, validate_document_id};
 
 /// Stable marker in the log line of a batch that ended FAILED, for log-based alerts.
 pub const ALERT_BATCH_FAILED: &str = "ALERT_BATCH_FAILED";
@@ -110,14 +109,14 @@ pub enum FinalizeReport {
 }
 
 pub struct BatchEngine<D> {
-    store: BatchStore,
-    pubsub: PubSub,
-    topics: TopicNames,
-    domain: Arc<D>,
-    settings: EngineSettings,
-    instance_id: String,
+    pub(super) store: BatchStore,
+    pub(super) pubsub: PubSub,
+    pub(super) topics: TopicNames,
+    pub(super) domain: Arc<D>,
+    pub(super) settings: EngineSettings,
+    pub(super) instance_id: String,
     /// Claims taken and not yet finished, released at shutdown.
-    claims: ClaimRegistry,
+    pub(super) claims: ClaimRegistry,
 }
 
 impl<D: BatchDomain> BatchEngine<D> {
@@ -327,186 +326,40 @@ impl<D: BatchDomain> BatchEngine<D> {
             },
         }
     }
+}
 
-    /// Finalizes `batch_id` if every item is terminal: claim, consolidate, fence, finish, announce.
-    /// Safe to call any number of times from any instance.
-    pub async fn finalize_if_whole(&self, batch_id: &str) -> Result<FinalizeReport, EngineError> {
-        let Some(header) = self.store.header(batch_id).await? else {
-            return Err(StoreError::UnknownBatch(batch_id.to_string()).into());
-        };
-        match header.state {
-            BatchState::Publishing => return Ok(FinalizeReport::NotReady),
-            BatchState::Complete => {
-                if header.ready_message_id.is_none()
-                    && self
-                        .store
-                        .claim_announcement(batch_id, &self.claim_owner(), self.settings.finalize_lease())
-                        .await?
-                {
-                    tracing::warn!(batch_id, "re-announcing a complete batch whose ready event was never recorded");
-                    self.announce(&header).await?;
-                }
-                return Ok(FinalizeReport::AlreadyFinal(header.state));
-            }
-            BatchState::Failed | BatchState::Superseded => return Ok(FinalizeReport::AlreadyFinal(header.state)),
-            BatchState::Running | BatchState::Finalizing => {}
-        }
-        let owner = self.claim_owner();
-        // Another attempt's live claim is in the header just read: answer from it. The totals query
-        // and the claim transaction would decide the same, and that transaction's lock on the header
-        // only delays the holder's `finish` (measured by `make bench`: completions redelivered while a
-        // 5,000-item batch consolidated kept the header contended and finalize took 11 s).
-        if let ClaimDecision::HeldByOther { owner, expires_in } = decide_claim(
-            header.state,
-            header.expected_count,
-            header.expected_count,
-            header.finalize_claim.as_ref(),
-            &owner,
-            firestore::FirestoreInstant::now(),
-        ) {
-            return Err(EngineError::ClaimHeld { batch_id: batch_id.to_string(), owner, expires_in });
-        }
-        let totals = self.store.totals(batch_id).await?;
-        if header.state == BatchState::Running && totals.terminal() < header.expected_count {
-            return Ok(FinalizeReport::NotReady);
-        }
-        let claim = match self.store.claim_finalize(batch_id, &owner, self.settings.finalize_lease(), totals).await {
-            Ok(claim) => claim,
-            Err(error) => {
-                // The claim may have been written and only its answer lost: give it up, so that the
-                // batch does not wait out a lease nobody works under.
-                self.release(batch_id, &owner).await;
-                return Err(error.into());
-            }
-        };
-        match claim.decision {
-            ClaimDecision::NotReady => return Ok(FinalizeReport::NotReady),
-            ClaimDecision::AlreadyFinal => return Ok(FinalizeReport::AlreadyFinal(claim.header.state)),
-            ClaimDecision::HeldByOther { owner, expires_in } => {
-                return Err(EngineError::ClaimHeld { batch_id: batch_id.to_string(), owner, expires_in });
-            }
-            ClaimDecision::TakeOver { previous_owner } => {
-                tracing::warn!(batch_id, previous_owner, "finalize lease expired; taking over");
-            }
-            ClaimDecision::Claim | ClaimDecision::AlreadyMine => {}
-        }
-        // Registered until finished; a handler aborted at shutdown leaves it here for
-        // `release_held_claims`.
-        self.claims.hold(&owner, batch_id);
-        let result = self.finish_claimed(claim.header, &owner, totals).await;
-        match &result {
-            Ok(_) => self.claims.forget(&owner),
-            Err(_) => self.release(batch_id, &owner).await,
-        }
-        result
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use firestore::errors::{FirestoreDatabaseError, FirestoreError, FirestoreErrorPublicGenericDetails};
+
+    use super::*;
+
+    fn commit_error(code: &str) -> EngineError {
+        let source = FirestoreError::DatabaseError(FirestoreDatabaseError {
+            public: FirestoreErrorPublicGenericDetails { code: code.into() },
+            details: "commit (test)".into(),
+            retry_possible: false,
+        });
+        EngineError::Store(StoreError::Firestore { operation: "sealing a batch", source: Box::new(source) })
     }
 
-    /// The claim holder's part: consolidate (unless the batch will fail or was superseded), finish
-    /// behind the fence, announce.
-    async fn finish_claimed(
-        &self,
-        header: BatchHeader,
-        owner: &str,
-        totals: super::store::Totals,
-    ) -> Result<FinalizeReport, EngineError> {
-        let batch_id = header.batch_id.as_str();
-        let claimed_at = std::time::Instant::now();
-        // Consolidate only a batch that will complete: `finish` itself applies the failure policy
-        // and supersedes a batch whose date pointer moved on.
-        let will_fail =
-            outcome(totals.failed, header.expected_count, header.tolerated_failed_fraction) == BatchState::Failed;
-        let failure_reason =
-            if will_fail || !self.store.is_current(&header).await? { None } else { self.consolidate(&header).await? };
-        let finished = match self.store.finish(batch_id, owner, totals, failure_reason.as_deref()).await? {
-            FinishOutcome::NotOwner(header) => {
-                tracing::warn!(batch_id, state = %header.state, "lost the finalize claim before finishing");
-                return Ok(FinalizeReport::AlreadyFinal(header.state));
-            }
-            FinishOutcome::Finished(header) => header,
-        };
-        match finished.state {
-            BatchState::Complete => {
-                tracing::info!(batch_id, done = totals.done, failed = totals.failed, "batch complete");
-                self.alert_if_low_coverage(&finished);
-                self.announce(&finished).await?;
-            }
-            BatchState::Failed => {
-                metrics::counter!(ALERTS_TOTAL, "alert" => "batch_failed").increment(1);
-                tracing::error!(
-                    marker = ALERT_BATCH_FAILED,
-                    batch_id,
-                    game_date = finished.game_date,
-                    reason = finished.failure_reason.as_deref().unwrap_or_default(),
-                    "{ALERT_BATCH_FAILED}: batch failed and was not consolidated"
-                )
-            }
-            state => tracing::info!(batch_id, %state, "batch finished"),
-        }
-        // Claim to final state (and ready event published, for a COMPLETE batch).
-        metrics::histogram!(FINALIZE_SECONDS).record(claimed_at.elapsed().as_secs_f64());
-        Ok(FinalizeReport::Finalized(finished.state))
+    #[test]
+    fn a_trigger_whose_seal_commit_timed_out_is_retried_not_rejected() {
+        assert_eq!(commit_error("DeadlineExceeded").retryability(), Retryability::Retry);
+        assert_eq!(commit_error("Unavailable").retryability(), Retryability::Retry);
+        assert_eq!(commit_error("Internal").retryability(), Retryability::Retry);
+        assert_eq!(commit_error("FailedPrecondition").retryability(), Retryability::Reject);
     }
 
-    /// Consolidates through the domain and adds what it changed to the audit record of the batch's
-    /// trigger. Returns the failure reason of a permanent consolidation error; a transient error is
-    /// returned as an error, and the caller releases the claim so the redelivery takes over now rather
-    /// than after the lease.
-    async fn consolidate(&self, header: &BatchHeader) -> Result<Option<String>, EngineError> {
-        match self.domain.consolidate(header).await {
-            Ok(report) => match self.store.record_consolidation(&header.trigger_message_id, &report).await {
-                Err(error) if !error.is_transient() => {
-                    // The predictions are in place; an audit that cannot be written must not block them.
-                    tracing::error!(batch_id = header.batch_id, %error, "could not audit the consolidation");
-                    Ok(None)
-                }
-                other => other.map(|()| None).map_err(EngineError::from),
-            },
-            Err(DomainError::Permanent(reason)) => Ok(Some(format!("consolidation failed: {reason}"))),
-            Err(transient) => Err(transient.into()),
-        }
-    }
-
-    /// Logged once, by the instance that finished the batch, so one batch raises one alert.
-    fn alert_if_low_coverage(&self, header: &BatchHeader) {
-        let coverage = header.coverage.unwrap_or(1.0);
-        let threshold = self.settings.coverage_alert_threshold;
-        if !is_low_coverage(header.state, coverage, threshold) {
-            return;
-        }
-        tracing::error!(
-            marker = ALERT_LOW_COVERAGE,
-            batch_id = header.batch_id,
-            game_date = header.game_date,
-            coverage,
-            threshold,
-            done = header.done_count.unwrap_or_default(),
-            expected = header.expected_count,
-            "{ALERT_LOW_COVERAGE}: batch completed with {:.1}% coverage, below the {:.1}% threshold",
-            coverage * 100.0,
-            threshold * 100.0
-        );
-        metrics::counter!(ALERTS_TOTAL, "alert" => "low_coverage").increment(1);
-    }
-
-    /// A claim owner per attempt, not per process: handlers of one process that see the last
-    /// completions at once must not all consolidate.
-    fn claim_owner(&self) -> String {
-        format!("{}#{:08x}", self.instance_id, rand::random::<u32>())
-    }
-
-    /// Publishes the ready event of a COMPLETE batch and records it (the outbox).
-    async fn announce(&self, header: &BatchHeader) -> Result<(), EngineError> {
-        let game_date = header.game_date.parse().map_err(|_| EngineError::InvalidItem(header.game_date.clone()))?;
-        let ready = ReadyMessage {
-            game_date,
-            batch_id: header.batch_id.clone(),
-            generation: header.generation,
-            predictions_count: header.predictions_count.unwrap_or_default(),
-            failed_count: header.failed_count.unwrap_or_default(),
-        };
-        let message_id =
-            self.pubsub.publish(&self.topics.ready_topic, Message::new().set_data(ready.to_json())).await?;
-        self.store.record_ready(&header.batch_id, &message_id).await?;
-        Ok(())
+    #[test]
+    fn only_bad_input_or_a_permanent_domain_verdict_rejects() {
+        let held = EngineError::ClaimHeld { batch_id: "b".into(), owner: "a".into(), expires_in: Duration::ZERO };
+        assert!(held.is_transient());
+        assert!(EngineError::Domain(DomainError::Transient("read failed".into())).is_transient());
+        assert!(!EngineError::Domain(DomainError::Permanent("no slate".into())).is_transient());
+        assert!(!EngineError::InvalidItem("a/b".into()).is_transient());
+        assert!(!EngineError::Store(StoreError::UnknownBatch("b".into())).is_transient());
     }
 }

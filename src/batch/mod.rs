@@ -5,7 +5,7 @@
 //! - [`state`]: the state machine and its decisions, pure.
 //! - [`documents`]: the Firestore layout.
 //! - [`store`]: Firestore transactions (compare-and-set) for every decision.
-//! - [`engine`]: trigger -> fan-out -> completions -> finalize -> ready.
+//! - [`engine`]: trigger -> fan-out -> completions; [`finalize`]: claim -> consolidate -> finish -> ready.
 //! - [`roles`]: the engine's message handlers for the consumer runtime.
 //! - [`domain`]: the traits a domain implements.
 //! - [`settings`]: the engine's knobs.
@@ -23,6 +23,7 @@ pub mod dead_letters;
 pub mod documents;
 pub mod domain;
 pub mod engine;
+pub mod finalize;
 pub mod redrive;
 pub mod roles;
 pub mod settings;

@@ -103,7 +103,13 @@ impl<D: BatchDomain> BatchEngine<D> {
     /// The dead-letter role's answer to a request that ran out of delivery attempts without any
     /// handler's verdict (an outage longer than its backoff, or the workers holding it were killed):
     /// put it back to work, counted against the item's redrive cap; only at the cap does the item fail.
-    pub async fn redrive_item(&self, request: &RequestMessage, reason: &str) -> Result<ItemRedriveReport, EngineError> {
+    /// `cause` names the dead letter (its record id), so handling it twice counts one redrive.
+    pub async fn redrive_item(
+        &self,
+        request: &RequestMessage,
+        reason: &str,
+        cause: &str,
+    ) -> Result<ItemRedriveReport, EngineError> {
         let Some(header) = self.store().header(&request.batch_id).await? else {
             return Ok(ItemRedriveReport::Moot("the batch no longer exists".into()));
         };
@@ -113,17 +119,23 @@ impl<D: BatchDomain> BatchEngine<D> {
             return Ok(ItemRedriveReport::Moot(format!("the batch is {}", header.state)));
         }
         let max = self.settings().max_item_redrives;
-        match self.store().count_item_redrive(&request.batch_id, &request.player_lookup, max).await? {
+        match self.store().count_item_redrive(&request.batch_id, &request.player_lookup, max, cause).await? {
             ItemRedrive::UnknownItem => Ok(ItemRedriveReport::Moot("the batch has no such item".into())),
             ItemRedrive::NotPending => Ok(ItemRedriveReport::Moot("the item was already terminal".into())),
-            ItemRedrive::Counted(redrive) => {
+            ItemRedrive::Repeated(redrive) => {
                 self.publish_requests(&header, &request.correlation_id, std::slice::from_ref(&request.player_lookup))
                     .await?;
+                Ok(ItemRedriveReport::Redriven { redrive, max })
+            }
+            ItemRedrive::Counted(redrive) => {
+                // Audited when counted: a publish that fails here is retried as a `Repeated` redrive.
                 if let Err(error) =
                     self.store().count_in_audit(&header.trigger_message_id, AuditCounter::ItemRedrives).await
                 {
                     tracing::warn!(batch_id = header.batch_id, %error, "could not count the redrive in the audit record");
                 }
+                self.publish_requests(&header, &request.correlation_id, std::slice::from_ref(&request.player_lookup))
+                    .await?;
                 Ok(ItemRedriveReport::Redriven { redrive, max })
             }
             ItemRedrive::CapReached(redrives) => {

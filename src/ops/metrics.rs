@@ -87,11 +87,11 @@ fn describe() {
     );
     describe_counter!(
         TRANSACTIONS_TOTAL,
-        "Firestore transactions of the batch store, by operation and outcome (committed, failed)."
+        "Firestore decisions of the batch store (transactions and guarded header writes), by operation and outcome (committed, failed)."
     );
     describe_counter!(
         TRANSACTION_RETRIES_TOTAL,
-        "Transaction closures re-run after ABORTED (contention), by operation."
+        "Decisions re-run after contention (a transaction ABORTED, a guarded write that lost its race), by operation."
     );
     describe_gauge!(BATCHES, "Batches by state.");
     describe_gauge!(STUCK_BATCHES, "Unsettled batches the last sweep reported stuck (no progress past the threshold).");

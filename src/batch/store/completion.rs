@@ -14,6 +14,9 @@ use crate::messages::{CompletionMessage, CompletionStatus};
 pub enum ItemRedrive {
     /// Counted: this is the item's `n`th redrive; its request is to be published again.
     Counted(u64),
+    /// This dead letter already counted the item's `n`th redrive (handled again): publish again, count
+    /// nothing.
+    Repeated(u64),
     /// The item already used its `n` redrives: it fails.
     CapReached(u64),
     /// The item is terminal already: nothing to do.
@@ -67,6 +70,7 @@ impl BatchStore {
                         predictions_count: completion.predictions_count,
                         error: completion.error.clone(),
                         redrives: marker.redrives,
+                        redriven_by: marker.redriven_by.clone(),
                     };
                     db.fluent()
                         .update()
@@ -100,9 +104,17 @@ impl BatchStore {
 }
 
 impl BatchStore {
-    /// Counts one redrive of a pending item, unless it used `max` already: a read and a write guarded by
-    /// the marker's update time (a completion that lands meanwhile wins, and the item is then terminal).
-    pub async fn count_item_redrive(&self, batch_id: &str, item: &str, max: u64) -> Result<ItemRedrive, StoreError> {
+    /// Counts one redrive of a pending item caused by the dead letter `cause`, unless it used `max`
+    /// already: a read and a write guarded by the marker's update time (a completion that lands
+    /// meanwhile wins, and the item is then terminal). The same `cause` again is answered with the
+    /// redrive it already counted, so a dead letter handled twice costs one redrive.
+    pub async fn count_item_redrive(
+        &self,
+        batch_id: &str,
+        item: &str,
+        max: u64,
+        cause: &str,
+    ) -> Result<ItemRedrive, StoreError> {
         let parent = self.batch_path(batch_id)?;
         for _ in 0..MAX_MARKER_RACES {
             let document = self
@@ -122,6 +134,9 @@ impl BatchStore {
             if marker.status != ItemStatus::Pending {
                 return Ok(ItemRedrive::NotPending);
             }
+            if marker.redriven_by.as_deref() == Some(cause) {
+                return Ok(ItemRedrive::Repeated(marker.redrives));
+            }
             if marker.redrives >= max {
                 return Ok(ItemRedrive::CapReached(marker.redrives));
             }
@@ -133,6 +148,7 @@ impl BatchStore {
                 });
             };
             marker.redrives += 1;
+            marker.redriven_by = Some(cause.to_string());
             let written = self
                 .db
                 .fluent()

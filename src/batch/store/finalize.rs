@@ -38,7 +38,7 @@ impl BatchStore {
         totals: Totals,
     ) -> Result<ClaimOutcome, StoreError> {
         let outcome = self
-            .change_header(batch_id, "claiming finalization", |header| {
+            .change_header(batch_id, ("claim_finalize", "claiming finalization"), |header| {
                 let now = FirestoreInstant::now();
                 let decision = decide_claim(
                     header.state,
@@ -124,7 +124,7 @@ impl BatchStore {
 
     /// The outbox: records that the ready event was published (once; a second call changes nothing).
     pub async fn record_ready(&self, batch_id: &str, ready_message_id: &str) -> Result<(), StoreError> {
-        self.change_header(batch_id, "recording the ready event", |header| {
+        self.change_header(batch_id, ("record_ready", "recording the ready event"), |header| {
             if header.ready_message_id.is_some() {
                 return HeaderChange::Keep(());
             }
@@ -140,7 +140,7 @@ impl BatchStore {
     /// owner's own claim is touched: on a FINALIZING batch, or on a COMPLETE one it has not announced
     /// yet (the claim is then the announcement's lease).
     pub async fn release_claim(&self, batch_id: &str, owner: &str) -> Result<(), StoreError> {
-        self.change_header(batch_id, "releasing a finalize claim", |header| {
+        self.change_header(batch_id, ("release_claim", "releasing a finalize claim"), |header| {
             let unannounced = header.state == BatchState::Complete && header.ready_message_id.is_none();
             let now = FirestoreInstant::now();
             match header.finalize_claim.as_mut() {
@@ -164,7 +164,7 @@ impl BatchStore {
     /// whether this caller should announce.
     pub async fn claim_announcement(&self, batch_id: &str, owner: &str, lease: Duration) -> Result<bool, StoreError> {
         let claimed = self
-            .change_header(batch_id, "claiming the announcement", |header| {
+            .change_header(batch_id, ("claim_announcement", "claiming the announcement"), |header| {
                 let now = FirestoreInstant::now();
                 let lease_live = header.finalize_claim.as_ref().is_some_and(|c| c.lease_expires_at > now);
                 if header.state != BatchState::Complete || header.ready_message_id.is_some() || lease_live {

@@ -13,6 +13,7 @@ use firestore::{FirestoreDb, FirestoreInstant, FirestoreWritePrecondition};
 
 use super::{BatchStore, StoreError, firestore_error};
 use crate::batch::documents::{BATCHES, BatchHeader};
+use crate::ops::metrics::TransactionAttempts;
 
 /// How many times a lost race is decided again before the caller sees a retryable error.
 const MAX_RACES: usize = 5;
@@ -29,14 +30,30 @@ impl BatchStore {
     /// Reads the header, lets `decide` change it, and writes it back unless another writer got there
     /// first (then reads and decides again). `None` when the batch does not exist. Every write counts
     /// in `header_writes`.
+    ///
+    /// Counted like a transaction in `props_transactions_total` under `metric` (one decision, its lost
+    /// races as retries); `operation` names it in errors.
     pub(crate) async fn change_header<T>(
+        &self,
+        batch_id: &str,
+        (metric, operation): (&'static str, &'static str),
+        decide: impl FnMut(&mut BatchHeader) -> HeaderChange<T>,
+    ) -> Result<Option<T>, StoreError> {
+        let attempts = TransactionAttempts::new(metric);
+        let result = self.decide_and_write(batch_id, operation, decide, &attempts).await;
+        attempts.finish(result)
+    }
+
+    async fn decide_and_write<T>(
         &self,
         batch_id: &str,
         operation: &'static str,
         mut decide: impl FnMut(&mut BatchHeader) -> HeaderChange<T>,
+        attempts: &TransactionAttempts,
     ) -> Result<Option<T>, StoreError> {
         let mut races = 0;
         loop {
+            attempts.attempt();
             let Some((mut header, version)) = self.versioned_header(batch_id).await? else {
                 return Ok(None);
             };
