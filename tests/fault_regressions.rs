@@ -38,33 +38,39 @@ fn firestore_proxy() -> FaultProxy {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failed_or_unanswered_seal_still_completes_its_batch() {
-    for kind in [FaultKind::LostAnswer, FaultKind::Unavailable, FaultKind::DeadlineExceeded] {
-        let mut harness = Harness::new("fault-seal").await;
-        harness.domain.set_items(date(), items(12));
-        let proxy = firestore_proxy();
-        let store = BatchStore::new(firestore_through(&harness.env, &proxy, "coordinator").await);
-        let engine = Arc::new(BatchEngine::new(
-            store,
-            harness.env.pubsub.clone(),
-            harness.env.topics.clone(),
-            Arc::clone(&harness.domain),
-            EngineSettings::default(),
-        ));
-        // The seal is the first header commit that says RUNNING (the begin says PUBLISHING).
-        proxy.add_rule(Rule::new("Commit", Fault::new(kind)).body_contains(&["sealed_at", "RUNNING"]));
-        harness.run_coordinator(&engine);
-        harness.run_dead_letter(&engine);
-        harness.run_worker(&[]);
+    // Each case on a project of its own, at the same time.
+    futures::future::join_all(
+        [FaultKind::LostAnswer, FaultKind::Unavailable, FaultKind::DeadlineExceeded].map(seal_faulted_with),
+    )
+    .await;
+}
 
-        let batch_id = harness.publish_trigger(TriggerMode::Start).await;
-        let header = harness.wait_for_final(&batch_id, Duration::from_secs(90)).await;
-        assert_eq!(proxy.rules_armed(), 0, "{kind}: the seal commit was faulted");
-        assert_eq!(header.state, BatchState::Complete, "{kind}: {header:?}");
-        assert_eq!(header.done_count, Some(12));
-        let records = harness.store.dead_letters(100).await.unwrap();
-        assert!(records.is_empty(), "{kind}: nothing dead-lettered: {records:#?}");
-        harness.stop().await;
-    }
+async fn seal_faulted_with(kind: FaultKind) {
+    let mut harness = Harness::new("fault-seal").await;
+    harness.domain.set_items(date(), items(12));
+    let proxy = firestore_proxy();
+    let store = BatchStore::new(firestore_through(&harness.env, &proxy, "coordinator").await);
+    let engine = Arc::new(BatchEngine::new(
+        store,
+        harness.env.pubsub.clone(),
+        harness.env.topics.clone(),
+        Arc::clone(&harness.domain),
+        EngineSettings::default(),
+    ));
+    // The seal is the first header commit that says RUNNING (the begin says PUBLISHING).
+    proxy.add_rule(Rule::new("Commit", Fault::new(kind)).body_contains(&["sealed_at", "RUNNING"]));
+    harness.run_coordinator(&engine);
+    harness.run_dead_letter(&engine);
+    harness.run_worker(&[]);
+
+    let batch_id = harness.publish_trigger(TriggerMode::Start).await;
+    let header = harness.wait_for_final(&batch_id, Duration::from_secs(90)).await;
+    assert_eq!(proxy.rules_armed(), 0, "{kind}: the seal commit was faulted");
+    assert_eq!(header.state, BatchState::Complete, "{kind}: {header:?}");
+    assert_eq!(header.done_count, Some(12));
+    let records = harness.store.dead_letters(100).await.unwrap();
+    assert!(records.is_empty(), "{kind}: nothing dead-lettered: {records:#?}");
+    harness.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -15,8 +15,9 @@
 //! process exits 0 on SIGTERM; no panic.
 //!
 //! `make faults SEED=7 DURATION=120` runs it longer, regenerating every ~30 s (env `FAULTS_SEED`,
-//! `FAULTS_DURATION_SECS`; `FAULTS_RATE` changes the 5%); CI runs one regeneration with a random seed,
-//! printed. The faults injected are printed by kind and service, and all of them are written to
+//! `FAULTS_DURATION_SECS`; `FAULTS_RATE` changes the 5%, `FAULTS_FIRESTORE_RATE` / `FAULTS_PUBSUB_RATE`
+//! one service's, `FAULTS_OUTAGES=0` leaves the outages out); CI runs one regeneration with a random
+//! seed, printed. The faults injected are printed by kind and service, and all of them are written to
 //! `injected.log` beside the processes' logs.
 
 mod common;
@@ -63,7 +64,8 @@ const PROCESSES: [(&str, &[&str]); 7] = [
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "not yet green against the engine's fixes (issue 13a); `make faults` runs it"]
+#[ignore = "not yet green: with seed 3400458520 the final generation was still RUNNING after 300 s (slow \
+            completion handlers under faults) and 1 completion ran out of attempts; `make faults` runs it"]
 async fn faults_and_outages_on_every_call_lose_nothing_and_dead_letter_nothing() {
     let seed: u64 = env_or("FAULTS_SEED", rand::random::<u32>() as u64);
     let duration = Duration::from_secs(env_or("FAULTS_DURATION_SECS", 30));
@@ -75,14 +77,20 @@ async fn faults_and_outages_on_every_call_lose_nothing_and_dead_letter_nothing()
     );
 
     let env = TestEnv::new("faults").await;
+    // Production's ack deadline (the stream's own deadline is the consumer's 10 s lease extension
+    // anyway). Retry policies are cleared as in the chaos test: with one, the emulator withholds
+    // redeliveries for minutes (a run with them kept stalled with every request of the final
+    // generation pending).
     let policy = SubscriptionPolicy {
-        ack_deadline_secs: 10,
+        ack_deadline_secs: env_or("FAULTS_ACK_DEADLINE_SECS", 60),
         max_delivery_attempts: 10,
         min_backoff_secs: 1,
         max_backoff_secs: 5,
     };
     env.setup(&policy).await;
-    env.clear_retry_policies().await;
+    if env_or("FAULTS_CLEAR_RETRY_POLICIES", 1) != 0 {
+        env.clear_retry_policies().await;
+    }
     let ready_tap = env.create_subscription("faults-ready-tap", &env.topics.ready_topic).await;
     let db = env.firestore().await;
     let store = BatchStore::new(db.clone());
@@ -94,15 +102,26 @@ async fn faults_and_outages_on_every_call_lose_nothing_and_dead_letter_nothing()
     load_slate(&db, &logs, date, slate).await.expect("load the fixture slate");
 
     // The test itself (setup above, checks below) talks to the emulators directly.
-    let plan = Plan::uniform(seed, rate);
-    let firestore = FaultProxy::new(&std::env::var("FIRESTORE_EMULATOR_HOST").unwrap(), plan.clone());
+    // Knobs to tell apart what a failing seed suffers from: each service's rate, and the outages.
+    let firestore_plan = Plan::uniform(seed, env_or("FAULTS_FIRESTORE_RATE", rate));
+    let plan = Plan::uniform(seed, env_or("FAULTS_PUBSUB_RATE", rate));
+    let outages = env_or("FAULTS_OUTAGES", 1) != 0;
+    let firestore = FaultProxy::new(&std::env::var("FIRESTORE_EMULATOR_HOST").unwrap(), firestore_plan);
     let lost_ready = Arc::new(LostPublishes::new(&env.gcp.topic_path(&env.topics.ready_topic)));
     let pubsub = FaultProxy::observed(&std::env::var("PUBSUB_EMULATOR_HOST").unwrap(), plan, lost_ready.clone());
     let request_topic = env.gcp.topic_path(&env.topics.request_topic);
-    pubsub.add_rule(Rule::outage("Publish", OUTAGE).body_contains(&[&request_topic]));
+    if outages {
+        pubsub.add_rule(Rule::outage("Publish", OUTAGE).body_contains(&[&request_topic]));
+    }
 
     let mut fleet = Fleet::new(&env, seed);
     fleet.set_env("PROPS_RPC_TIMEOUT_SECS", &RPC_TIMEOUT_SECS.to_string());
+    // Not the chaos test's 15 s stall: behind the other generation's backlog and faults, a batch can
+    // go 15 s without a completion while nothing is lost, and each redrive re-publishes every pending
+    // request (a run with 15 s redrove the final generation's 320 requests every ~20 s, and the flood
+    // itself ran requests out of delivery attempts).
+    fleet.set_env("PROPS_STALL_AFTER_SECS", &env_or("FAULTS_STALL_AFTER_SECS", 90).to_string());
+    fleet.set_env("PROPS_MAX_REDRIVES", "5");
     for (name, args) in PROCESSES {
         let own = vec![
             ("FIRESTORE_EMULATOR_HOST".to_string(), firestore.listen(name).await.unwrap().to_string()),
@@ -125,9 +144,11 @@ async fn faults_and_outages_on_every_call_lose_nothing_and_dead_letter_nothing()
         (done >= PLAYERS / 3).then_some(())
     })
     .await;
-    firestore.freeze(OUTAGE);
-    assert_eq!(pubsub.rules_armed(), 0, "the Pub/Sub outage started during the fan-out");
-    tokio::time::sleep(OUTAGE).await;
+    if outages {
+        firestore.freeze(OUTAGE);
+        assert_eq!(pubsub.rules_armed(), 0, "the Pub/Sub outage started during the fan-out");
+        tokio::time::sleep(OUTAGE).await;
+    }
 
     // Regenerations: one at once, then one every ~30 s while the duration lasts.
     let started = tokio::time::Instant::now();
