@@ -15,6 +15,9 @@ use std::time::Duration;
 use firestore::FirestoreInstant;
 use serde::{Deserialize, Serialize};
 
+use super::documents::{ItemMarker, ItemStatus};
+use crate::messages::{CompletionMessage, CompletionStatus};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum BatchState {
@@ -144,6 +147,29 @@ pub fn accepts_completion(state: BatchState, batch_generation: u64, generation: 
     generation == batch_generation && matches!(state, BatchState::Publishing | BatchState::Running)
 }
 
+/// What recording a completion does to its item's marker: the terminal marker to write and the counter
+/// field it increments, or `None` when the item is terminal already (a duplicate changes nothing). The
+/// attempts and redrive history carry over, so a redriven item that completes still shows its redrives.
+pub fn record_item(marker: &ItemMarker, completion: &CompletionMessage) -> Option<(ItemMarker, &'static str)> {
+    if marker.status != ItemStatus::Pending {
+        return None;
+    }
+    let (status, counter) = match completion.status {
+        CompletionStatus::Ok => (ItemStatus::Done, "done"),
+        CompletionStatus::Failed => (ItemStatus::Failed, "failed"),
+        CompletionStatus::Skipped => (ItemStatus::Skipped, "skipped"),
+    };
+    let terminal = ItemMarker {
+        status,
+        attempts: marker.attempts + 1,
+        predictions_count: completion.predictions_count,
+        error: completion.error.clone(),
+        redrives: marker.redrives,
+        redriven_by: marker.redriven_by.clone(),
+    };
+    Some((terminal, counter))
+}
+
 /// The final state of a whole batch under its failure policy: FAILED when the failed fraction of the
 /// items the domain took on exceeds the tolerated one, COMPLETE otherwise. Skipped items (declined by
 /// the domain with a reason) are neither failures nor part of the base: a batch of 52 with 7 skipped
@@ -174,6 +200,34 @@ pub fn is_low_coverage(state: BatchState, coverage: f64, threshold: f64) -> bool
 mod tests {
     use super::*;
     use BatchState::*;
+
+    fn completion(status: CompletionStatus, predictions_count: u64, error: Option<&str>) -> CompletionMessage {
+        CompletionMessage {
+            batch_id: "b".into(),
+            generation: 1,
+            player_lookup: "p".into(),
+            status,
+            predictions_count,
+            error: error.map(String::from),
+        }
+    }
+
+    #[test]
+    fn a_completion_makes_a_pending_item_terminal_once_and_keeps_its_redrives() {
+        let mut pending = ItemMarker::pending();
+        pending.redrives = 2;
+        pending.redriven_by = Some("dl-1".into());
+        let (done, counter) = record_item(&pending, &completion(CompletionStatus::Ok, 6, None)).unwrap();
+        assert_eq!((done.status, counter, done.attempts, done.predictions_count), (ItemStatus::Done, "done", 1, 6));
+        assert_eq!((done.redrives, done.redriven_by.as_deref()), (2, Some("dl-1")));
+        let (failed, counter) = record_item(&pending, &completion(CompletionStatus::Failed, 0, Some("bad"))).unwrap();
+        assert_eq!((failed.status, counter, failed.error.as_deref()), (ItemStatus::Failed, "failed", Some("bad")));
+        let (skipped, counter) = record_item(&pending, &completion(CompletionStatus::Skipped, 0, Some("new"))).unwrap();
+        assert_eq!((skipped.status, counter), (ItemStatus::Skipped, "skipped"));
+        for terminal in [done, failed, skipped] {
+            assert_eq!(record_item(&terminal, &completion(CompletionStatus::Ok, 6, None)), None, "a duplicate");
+        }
+    }
 
     #[test]
     fn coverage_is_done_over_expected_and_alerts_only_complete_batches_below_the_threshold() {

@@ -1,13 +1,19 @@
 //! Recording one completion: item marker pending -> terminal plus a counter-shard increment, in one
-//! transaction that touches neither the batch header nor any other item.
+//! guarded atomic commit that touches neither the batch header nor any other item; and counting an
+//! item's redrive, guarded the same way.
 
-use firestore::{FirestoreDb, FirestoreWritePrecondition};
-use futures::FutureExt;
+use firestore::{
+    FirestoreDb, FirestoreFieldTransform, FirestoreFieldTransformType, FirestoreInstant, FirestoreTransactionOps,
+    FirestoreWritePrecondition,
+};
 
+use super::commit::{commit_atomically, staged_writes};
 use super::header::is_precondition_failure;
-use super::{BatchStore, CountedTransaction, StoreError, firestore_error};
+use super::{BatchStore, StoreError, firestore_error};
 use crate::batch::documents::{COUNTERS, ITEMS, ItemMarker, ItemStatus, counter_shard_of};
-use crate::messages::{CompletionMessage, CompletionStatus};
+use crate::batch::state::record_item;
+use crate::messages::CompletionMessage;
+use crate::ops::metrics::TransactionAttempts;
 
 /// What putting one item's request back to work found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,71 +42,99 @@ pub enum CompletionRecord {
 }
 
 impl BatchStore {
-    /// Records `completion` once. A plain read first lets duplicates (the common redelivery case) skip
-    /// the transaction and its lock on the marker.
+    /// Records `completion` once: the marker's pending -> terminal and the shard's increment in one
+    /// atomic commit, guarded by the marker's `update_time` as read (see [`super::commit`]). A
+    /// duplicate is answered from the read alone; a racing writer (a twin delivery, a redrive) makes the
+    /// commit fail at once, and the marker is read and decided again, never waited on.
     pub async fn record_completion(
         &self,
         completion: &CompletionMessage,
         counter_shards: u64,
     ) -> Result<CompletionRecord, StoreError> {
-        match self.item(&completion.batch_id, &completion.player_lookup).await? {
-            None => return Ok(CompletionRecord::UnknownItem),
-            Some(marker) if marker.status != ItemStatus::Pending => return Ok(CompletionRecord::Duplicate),
-            Some(_) => {}
-        }
+        let attempts = TransactionAttempts::new("record_completion");
+        let result = self.record_completion_guarded(completion, counter_shards, &attempts).await;
+        attempts.finish(result)
+    }
+
+    async fn record_completion_guarded(
+        &self,
+        completion: &CompletionMessage,
+        counter_shards: u64,
+        attempts: &TransactionAttempts,
+    ) -> Result<CompletionRecord, StoreError> {
         let parent = self.batch_path(&completion.batch_id)?;
         let shard = counter_shard_of(&completion.player_lookup, counter_shards).to_string();
-        self.db
-            .counted_transaction("record_completion", |db, tx| {
-                let (parent, shard, completion) = (parent.clone(), shard.clone(), completion.clone());
-                async move {
-                    let Some(marker) = read_marker(&db, &parent, &completion.player_lookup).await? else {
-                        return Ok(CompletionRecord::UnknownItem);
-                    };
-                    if marker.status != ItemStatus::Pending {
-                        return Ok(CompletionRecord::Duplicate);
-                    }
-                    let (status, counter) = match completion.status {
-                        CompletionStatus::Ok => (ItemStatus::Done, "done"),
-                        CompletionStatus::Failed => (ItemStatus::Failed, "failed"),
-                        CompletionStatus::Skipped => (ItemStatus::Skipped, "skipped"),
-                    };
-                    let terminal = ItemMarker {
-                        status,
-                        attempts: marker.attempts + 1,
-                        predictions_count: completion.predictions_count,
-                        error: completion.error.clone(),
-                        redrives: marker.redrives,
-                        redriven_by: marker.redriven_by.clone(),
-                    };
-                    db.fluent()
-                        .update()
-                        .in_col(ITEMS)
-                        .document_id(&completion.player_lookup)
-                        .parent(&parent)
-                        .object(&terminal)
-                        .add_to_transaction(tx)?;
-                    // Increments commute, so concurrent completions on one shard never conflict on a
-                    // read; only the marker is read (and locked).
-                    db.fluent()
-                        .update()
-                        .in_col(COUNTERS)
-                        .document_id(&shard)
-                        .parent(&parent)
-                        .transforms(|t| {
-                            t.fields([
-                                t.field(counter).increment(1),
-                                t.field("predictions").increment(completion.predictions_count as i64),
-                            ])
-                        })
-                        .only_transform()
-                        .add_to_transaction(tx)?;
-                    Ok(CompletionRecord::Recorded)
-                }
-                .boxed()
-            })
+        for _ in 0..MAX_MARKER_RACES {
+            attempts.attempt();
+            let Some((marker, version)) = self.versioned_marker(&parent, &completion.player_lookup).await? else {
+                return Ok(CompletionRecord::UnknownItem);
+            };
+            let Some((terminal, counter)) = record_item(&marker, completion) else {
+                return Ok(CompletionRecord::Duplicate);
+            };
+            let mut writes = staged_writes(&self.db);
+            let staged: firestore::FirestoreResult<()> = (|| {
+                self.db
+                    .fluent()
+                    .update()
+                    .in_col(ITEMS)
+                    .precondition(FirestoreWritePrecondition::UpdateTime(version))
+                    .document_id(&completion.player_lookup)
+                    .parent(&parent)
+                    .object(&terminal)
+                    .add_to_transaction(&mut writes)?;
+                // Increments commute: concurrent completions on one shard never conflict.
+                let increment = |field: &str, by: i64| {
+                    FirestoreFieldTransform::new(field.to_string(), FirestoreFieldTransformType::Increment(by.into()))
+                };
+                writes.transform_at(
+                    &parent,
+                    COUNTERS,
+                    &shard,
+                    None,
+                    vec![increment(counter, 1), increment("predictions", completion.predictions_count as i64)],
+                )?;
+                Ok(())
+            })();
+            staged.map_err(firestore_error("staging a completion"))?;
+            match commit_atomically(&self.db, writes).await {
+                Ok(()) => return Ok(CompletionRecord::Recorded),
+                // Lost the race: read again; the winner's marker decides (usually: a duplicate).
+                Err(error) if is_precondition_failure(&error) => {}
+                Err(error) => return Err(firestore_error("recording a completion")(error)),
+            }
+        }
+        Err(StoreError::BatchWriteFailed {
+            code: 10,
+            message: format!("item {} kept changing under its completion", completion.player_lookup),
+        })
+    }
+
+    /// An item marker with its `update_time`, the version a guarded write compares against.
+    async fn versioned_marker(
+        &self,
+        parent: &str,
+        item: &str,
+    ) -> Result<Option<(ItemMarker, FirestoreInstant)>, StoreError> {
+        let document = self
+            .db
+            .fluent()
+            .select()
+            .by_id_in(ITEMS)
+            .parent(parent)
+            .one(item)
             .await
-            .map_err(firestore_error("recording a completion"))
+            .map_err(firestore_error("reading an item marker"))?;
+        let Some(document) = document else {
+            return Ok(None);
+        };
+        let marker: ItemMarker =
+            FirestoreDb::deserialize_doc_to(&document).map_err(firestore_error("decoding an item marker"))?;
+        let Some(version) = document.update_time.and_then(|ts| firestore::timestamp_utils::from_timestamp(ts).ok())
+        else {
+            return Err(StoreError::BatchWriteFailed { code: 0, message: "item marker without update time".into() });
+        };
+        Ok(Some((marker, version)))
     }
 }
 
@@ -118,20 +152,9 @@ impl BatchStore {
     ) -> Result<ItemRedrive, StoreError> {
         let parent = self.batch_path(batch_id)?;
         for _ in 0..MAX_MARKER_RACES {
-            let document = self
-                .db
-                .fluent()
-                .select()
-                .by_id_in(ITEMS)
-                .parent(&parent)
-                .one(item)
-                .await
-                .map_err(firestore_error("reading an item marker"))?;
-            let Some(document) = document else {
+            let Some((mut marker, version)) = self.versioned_marker(&parent, item).await? else {
                 return Ok(ItemRedrive::UnknownItem);
             };
-            let mut marker: ItemMarker =
-                FirestoreDb::deserialize_doc_to(&document).map_err(firestore_error("decoding an item marker"))?;
             if marker.status != ItemStatus::Pending {
                 return Ok(ItemRedrive::NotPending);
             }
@@ -141,13 +164,6 @@ impl BatchStore {
             if marker.redrives >= max {
                 return Ok(ItemRedrive::CapReached(marker.redrives));
             }
-            let Some(version) = document.update_time.and_then(|ts| firestore::timestamp_utils::from_timestamp(ts).ok())
-            else {
-                return Err(StoreError::BatchWriteFailed {
-                    code: 0,
-                    message: "item marker without update time".into(),
-                });
-            };
             marker.redrives += 1;
             marker.redriven_by = Some(cause.to_string());
             let written = self
@@ -174,7 +190,3 @@ impl BatchStore {
 
 /// Lost races on one marker before giving up for this delivery (the message is retried).
 const MAX_MARKER_RACES: usize = 5;
-
-async fn read_marker(db: &FirestoreDb, parent: &str, item: &str) -> firestore::FirestoreResult<Option<ItemMarker>> {
-    db.fluent().select().by_id_in(ITEMS).parent(parent).obj().one(item).await
-}

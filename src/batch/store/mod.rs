@@ -4,6 +4,7 @@
 //! fenced completion, a claim held by another instance) are returned as values, not errors.
 
 mod begin;
+mod commit;
 mod completion;
 mod finalize;
 mod header;
