@@ -58,6 +58,7 @@ fn header(batch_id: &str, date: &str, generation: u64, state: BatchState, expect
         redrive_count: 0,
         last_redrive_at: None,
         header_writes: 4,
+        shards_count_down: true,
         expire_at: FirestoreInstant::from_second(created + 7 * 86_400).expect("a valid time"),
     }
 }

@@ -49,6 +49,7 @@ async fn a_publishing_batch_whose_trigger_is_gone_is_completed_by_the_sweeper() 
         correlation_id: "c-gone".into(),
         expected_count: 12,
         counter_shards: 2,
+        shard_sizes: Vec::new(),
         tolerated_failed_fraction: 0.1,
         retention: Duration::from_secs(3600),
     };

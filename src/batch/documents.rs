@@ -84,6 +84,11 @@ pub struct BatchHeader {
     pub last_redrive_at: Option<FirestoreInstant>,
     /// How many times this document was written: the engine promises O(1) per batch.
     pub header_writes: u64,
+    /// Whether the counter shards count down their `remaining` items, so that a completion leaving its
+    /// shard non-empty needs no wholeness check. False for batches created before shards did, and for
+    /// batches begun without their items' shard sizes: every completion then checks.
+    #[serde(default)]
+    pub shards_count_down: bool,
     /// Firestore TTL field: a TTL policy on `batches.expire_at` deletes the header after retention.
     #[serde(with = "firestore::serialize_as_timestamp")]
     pub expire_at: FirestoreInstant,
@@ -142,12 +147,27 @@ pub struct CounterShard {
     #[serde(default)]
     pub skipped: u64,
     pub predictions: u64,
+    /// Items of this shard not yet terminal: set to the shard's size at begin and counted down by each
+    /// recorded completion, whose commit returns the value after its decrement. Only the completion
+    /// that brings its shard to zero checks whether the whole batch is done (see
+    /// [`BatchHeader::shards_count_down`]). Absent (0) in shards written before it existed.
+    #[serde(default)]
+    pub remaining: i64,
 }
 
 /// The shard an item's completion is counted in: a stable FNV-1a hash, so a redelivered completion
 /// lands on the same shard on any replica.
 pub fn counter_shard_of(item: &str, shards: u64) -> u64 {
     fnv1a64(item.as_bytes()) % shards.max(1)
+}
+
+/// How many of `items` each of `shards` counter shards counts (see [`counter_shard_of`]).
+pub fn shard_sizes(items: &[String], shards: u64) -> Vec<u64> {
+    let mut sizes = vec![0; shards.max(1) as usize];
+    for item in items {
+        sizes[counter_shard_of(item, shards) as usize] += 1;
+    }
+    sizes
 }
 
 /// FNV-1a 64: stable across processes and releases (unlike `std`'s hasher), cheap, not cryptographic.
@@ -176,6 +196,17 @@ mod tests {
         }
         assert_eq!(used.len(), 8, "200 items use every one of 8 shards");
         assert_eq!(counter_shard_of("x", 0), 0, "zero shards is treated as one");
+    }
+
+    #[test]
+    fn shard_sizes_add_up_to_the_items_each_counted_where_its_completion_lands() {
+        let items: Vec<String> = (0..100).map(|i| format!("player{i}")).collect();
+        let sizes = shard_sizes(&items, 8);
+        assert_eq!(sizes.len(), 8);
+        assert_eq!(sizes.iter().sum::<u64>(), 100);
+        let first_shard = items.iter().filter(|i| counter_shard_of(i, 8) == 0).count() as u64;
+        assert_eq!(sizes[0], first_shard);
+        assert_eq!(shard_sizes(&[], 0), vec![0], "zero shards is treated as one");
     }
 
     #[test]

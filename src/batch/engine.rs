@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use google_cloud_pubsub::model::Message;
 use thiserror::Error;
+use tracing::Instrument;
 
 use super::audit::AuditOutcome;
 use super::claims::ClaimRegistry;
-use super::documents::{BatchHeader, ItemStatus};
+use super::documents::{BatchHeader, ItemStatus, shard_sizes};
 use super::domain::{BatchDomain, DomainError};
 use super::settings::EngineSettings;
 use super::state::BatchState;
@@ -165,6 +166,7 @@ impl<D: BatchDomain> BatchEngine<D> {
             correlation_id: correlation_id.clone(),
             expected_count: items.len() as u64,
             counter_shards: self.settings.counter_shards,
+            shard_sizes: shard_sizes(&items, self.settings.counter_shards),
             tolerated_failed_fraction: self.settings.tolerated_failed_fraction,
             retention: self.settings.retention(),
         };
@@ -198,19 +200,27 @@ impl<D: BatchDomain> BatchEngine<D> {
             generation = header.generation,
             correlation_id
         );
-        let _entered = span.enter();
+        self.carry_on(header, items, created, superseded).instrument(span).await
+    }
+
+    /// The rest of a trigger once its batch exists: fan out unless sealed before, then try to finalize
+    /// (completions may all have arrived before the seal, or there are no items at all).
+    async fn carry_on(
+        &self,
+        header: BatchHeader,
+        items: Vec<String>,
+        created: bool,
+        superseded: Option<String>,
+    ) -> Result<TriggerReport, EngineError> {
         if let Some(older) = &superseded {
             tracing::info!(superseded_batch_id = older, "regenerating: older batch superseded");
         }
         if header.state != BatchState::Publishing {
             // Sealed before: the trigger was redelivered after its work was done (or the ack was lost).
-            drop(_entered);
             self.finalize_after_seal(&header.batch_id).await;
             return Ok(TriggerReport::Resumed { batch_id: header.batch_id, republished: 0 });
         }
         let (sealed, published) = self.fan_out(&header, items, created).await?;
-        drop(_entered);
-        // Completions may all have arrived before the seal (or there are no items at all).
         self.finalize_after_seal(&sealed.batch_id).await;
         Ok(if created {
             TriggerReport::Started {
@@ -308,7 +318,11 @@ impl<D: BatchDomain> BatchEngine<D> {
                 completion.batch_id, completion.player_lookup
             ))),
             // A live claim is another attempt's to finish: the completion is in, nothing to retry.
-            CompletionRecord::Recorded => match self.finalize_if_whole(&header.batch_id).await {
+            // Its shard still counts items down: the completion that empties the last shard checks.
+            CompletionRecord::Recorded { shard_remaining: Some(left) } if header.shards_count_down && left > 0 => {
+                Ok(CompletionReport::Recorded(FinalizeReport::NotReady))
+            }
+            CompletionRecord::Recorded { .. } => match self.finalize_if_whole(&header.batch_id).await {
                 Err(EngineError::ClaimHeld { owner, .. }) => {
                     Ok(CompletionReport::Recorded(FinalizeReport::Deferred(format!("claim held by {owner}"))))
                 }

@@ -243,6 +243,7 @@ mod tests {
             redrive_count: 0,
             last_redrive_at: None,
             header_writes: 2,
+            shards_count_down: true,
             expire_at: at(86_400),
         }
     }

@@ -4,8 +4,9 @@
 use firestore::FirestoreDb;
 
 use super::consolidate::consolidate;
+use super::inputs::worker_inputs;
 use super::model::{ModelConfig, ModelError, predict};
-use super::store::{player_logs, slate_entry, slate_header, slate_players};
+use super::store::{slate_header, slate_players};
 use crate::batch::documents::BatchHeader;
 use crate::batch::domain::{BatchDomain, ConsolidationReport, DomainError, ItemHandler, ItemOutcome};
 use crate::batch::store::{BatchStore, StoreError};
@@ -88,15 +89,11 @@ impl NbaWorker {
         let db = self.store.db();
         let date = request.game_date.to_string();
         let player = &request.player_lookup;
-        let header = slate_header(db, &date)
-            .await
-            .map_err(storage)?
-            .ok_or_else(|| DomainError::Permanent(format!("no slate for {date}")))?;
-        let entry = slate_entry(db, &date, player)
-            .await
-            .map_err(storage)?
-            .ok_or_else(|| DomainError::Permanent(format!("{player} is not on the {date} slate")))?;
-        let history = player_logs(db, player).await.map_err(storage)?.map(|logs| logs.games).unwrap_or_default();
+        let inputs = worker_inputs(db, &date, player).await.map_err(storage)?;
+        let header = inputs.slate.ok_or_else(|| DomainError::Permanent(format!("no slate for {date}")))?;
+        let entry =
+            inputs.entry.ok_or_else(|| DomainError::Permanent(format!("{player} is not on the {date} slate")))?;
+        let history = inputs.logs.map(|logs| logs.games).unwrap_or_default();
         // A player the model cannot price (too little history: a veteran new to the playoffs) is
         // skipped with the reason, not failed: nothing is wrong, and retrying cannot change it. Other
         // model errors (bad lines or odds) are permanent failures of this item.

@@ -14,6 +14,7 @@ pub mod consolidate;
 pub mod data;
 pub mod domain;
 pub mod export;
+pub mod inputs;
 pub mod load;
 pub mod model;
 pub mod store;

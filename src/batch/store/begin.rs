@@ -26,6 +26,9 @@ pub struct NewBatch {
     pub correlation_id: String,
     pub expected_count: u64,
     pub counter_shards: u64,
+    /// Items per counter shard ([`crate::batch::documents::shard_sizes`]), written into the shards so
+    /// they count down; empty when unknown (every completion then checks wholeness).
+    pub shard_sizes: Vec<u64>,
     pub tolerated_failed_fraction: f64,
     pub retention: Duration,
 }
@@ -121,7 +124,10 @@ impl BatchStore {
                             .precondition(FirestoreWritePrecondition::Exists(false))
                             .document_id(shard.to_string())
                             .parent(&parent)
-                            .object(&CounterShard::default())
+                            .object(&CounterShard {
+                                remaining: spec.shard_sizes.get(shard as usize).copied().unwrap_or(0) as i64,
+                                ..CounterShard::default()
+                            })
                             .add_to_transaction(tx)?;
                     }
                     let pointer =
@@ -250,6 +256,8 @@ fn new_header(spec: &NewBatch, batch_id: &str, game_date: &str, generation: u64,
         redrive_count: 0,
         last_redrive_at: None,
         header_writes: 1,
+        shards_count_down: spec.shard_sizes.len() as u64 == spec.counter_shards.max(1)
+            && spec.shard_sizes.iter().sum::<u64>() == spec.expected_count,
         expire_at: now.saturating_add(retention).unwrap_or(now),
     }
 }

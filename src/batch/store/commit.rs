@@ -8,7 +8,7 @@
 //! from a transaction (`BeginTransaction` first), so the request is sent here on its gRPC client.
 
 use firestore::errors::FirestoreError;
-use firestore::gcloud_sdk::google::firestore::v1::CommitRequest;
+use firestore::gcloud_sdk::google::firestore::v1::{CommitRequest, WriteResult};
 use firestore::gcloud_sdk::tonic;
 use firestore::{FirestoreDb, FirestoreResult, FirestoreTransactionData, FirestoreTransactionId};
 
@@ -23,10 +23,14 @@ pub(crate) fn staged_writes(db: &FirestoreDb) -> FirestoreTransactionData {
     )
 }
 
-/// Commits `writes` atomically in one request, within the handle's RPC timeout. Errors are firestore-rs
+/// Commits `writes` atomically in one request, within the handle's RPC timeout, and answers each write's
+/// result in order (with its transforms' values after they applied). Errors are firestore-rs
 /// errors, classified like any other (a failed precondition is the lost race; a timeout or an unknown
 /// outcome is retried, and the retry reads what did happen).
-pub(crate) async fn commit_atomically(db: &FirestoreDb, writes: FirestoreTransactionData) -> FirestoreResult<()> {
+pub(crate) async fn commit_atomically(
+    db: &FirestoreDb,
+    writes: FirestoreTransactionData,
+) -> FirestoreResult<Vec<WriteResult>> {
     let mut request = tonic::Request::new(CommitRequest {
         database: db.get_database_path().clone(),
         writes: writes.writes().clone(),
@@ -45,5 +49,5 @@ pub(crate) async fn commit_atomically(db: &FirestoreDb, writes: FirestoreTransac
             .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("commit timed out on the client"))),
         None => call.await,
     };
-    answer.map(|_| ()).map_err(FirestoreError::from)
+    answer.map(|response| response.into_inner().write_results).map_err(FirestoreError::from)
 }

@@ -33,8 +33,9 @@ pub enum ItemRedrive {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CompletionRecord {
-    /// The item went from pending to terminal and its shard was incremented.
-    Recorded,
+    /// The item went from pending to terminal and its shard was incremented; `shard_remaining` is the
+    /// shard's count of items not yet terminal after this one (when the server returned it).
+    Recorded { shard_remaining: Option<i64> },
     /// The item was already terminal: a duplicate, nothing changed.
     Duplicate,
     /// The batch has no marker for this item.
@@ -92,13 +93,21 @@ impl BatchStore {
                     COUNTERS,
                     &shard,
                     None,
-                    vec![increment(counter, 1), increment("predictions", completion.predictions_count as i64)],
+                    vec![
+                        increment(counter, 1),
+                        increment("predictions", completion.predictions_count as i64),
+                        increment("remaining", -1),
+                    ],
                 )?;
                 Ok(())
             })();
             staged.map_err(firestore_error("staging a completion"))?;
             match commit_atomically(&self.db, writes).await {
-                Ok(()) => return Ok(CompletionRecord::Recorded),
+                Ok(results) => {
+                    // The shard write is the second; its third transform is the countdown.
+                    let shard_remaining = results.get(1).and_then(|shard| integer(shard.transform_results.get(2)));
+                    return Ok(CompletionRecord::Recorded { shard_remaining });
+                }
                 // Lost the race: read again; the winner's marker decides (usually: a duplicate).
                 Err(error) if is_precondition_failure(&error) => {}
                 Err(error) => return Err(firestore_error("recording a completion")(error)),
@@ -190,3 +199,13 @@ impl BatchStore {
 
 /// Lost races on one marker before giving up for this delivery (the message is retried).
 const MAX_MARKER_RACES: usize = 5;
+
+/// An integer transform result (an increment's value after it applied).
+fn integer(value: Option<&firestore::gcloud_sdk::google::firestore::v1::Value>) -> Option<i64> {
+    use firestore::gcloud_sdk::google::firestore::v1::value::ValueType;
+    match value?.value_type.as_ref()? {
+        ValueType::IntegerValue(n) => Some(*n),
+        ValueType::DoubleValue(x) => Some(*x as i64),
+        _ => None,
+    }
+}
