@@ -154,7 +154,6 @@ async fn a_season_of_backfill_under_faults_and_outages_completes_every_date() {
     );
     println!("backfill-faults: the backfill ended after {wall:.0?}");
     let mut checks: BTreeMap<&str, String> = BTreeMap::new();
-
     // Its table: every date with a slate COMPLETE with coverage, every other date skipped.
     let table: serde_json::Value = serde_json::from_slice(&output.stdout).expect("backfill --json");
     let rows = table["dates"].as_array().expect("a row per date");
@@ -206,18 +205,42 @@ async fn a_season_of_backfill_under_faults_and_outages_completes_every_date() {
         ),
     );
 
-    // Every date exported at its batch's generation, with every done player.
-    for header in &headers {
+    // Printed now too, so that a run failing a later check still reports them.
+    println!("backfill-faults: dates: {}; items: {}", checks["dates"], checks["items"]);
+
+    // Every date exported at its batch's generation (waited for together, up to 120 s), with every
+    // done player.
+    let export_of = |header: &BatchHeader| {
         let path = fleet.export_dir().join(format!("{}.json", header.game_date));
-        let export = until(Duration::from_secs(120), async || {
-            let file: ExportFile = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
-            (file.batch_id == header.batch_id).then_some(file)
-        })
-        .await
-        .unwrap_or_else(|| panic!("{} exported (logs in {})", header.game_date, log_dir.display()));
-        assert_eq!(export.generation, header.generation);
-        assert_eq!(Some(export.players.len() as u64), header.done_count, "{}", header.game_date);
+        let file: ExportFile = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+        (file.batch_id == header.batch_id).then_some(file)
+    };
+    until(Duration::from_secs(120), async || headers.iter().all(|h| export_of(h).is_some()).then_some(())).await;
+    let mut unexported = Vec::new();
+    for header in &headers {
+        match export_of(header) {
+            Some(export) => {
+                assert_eq!(export.generation, header.generation);
+                assert_eq!(Some(export.players.len() as u64), header.done_count, "{}", header.game_date);
+            }
+            None => unexported.push(header.batch_id.clone()),
+        }
     }
+
+    // What was dead-lettered (read last: a message runs out of attempts minutes after its trouble).
+    let dead = store.dead_letters(1000).await.unwrap();
+    let mut reasons: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+    for record in &dead {
+        let what = format!("{}: {}", record.channel, record.data.chars().take(60).collect::<String>());
+        *reasons.entry((what, record.reason.clone(), record.action.clone())).or_default() += 1;
+    }
+    for ((what, reason, action), n) in &reasons {
+        println!("backfill-faults: dead-lettered {n}x {what}: {reason} -> {action}");
+    }
+    let given_up: Vec<_> = dead.iter().filter(|r| r.channel != "ready").collect();
+    assert!(given_up.is_empty(), "no trigger, request or completion dead-lettered: {given_up:#?}");
+    checks.insert("dead letters", format!("{} records, none a trigger, request or completion", dead.len()));
+    assert!(unexported.is_empty(), "never exported: {unexported:?} (logs in {})", log_dir.display());
     checks.insert("exports", format!("{} files, each at its batch's generation with every done player", headers.len()));
 
     for (name, status) in fleet.terminate_all().await {
@@ -225,10 +248,6 @@ async fn a_season_of_backfill_under_faults_and_outages_completes_every_date() {
     }
     faults.stop();
 
-    let dead = store.dead_letters(1000).await.unwrap();
-    let given_up: Vec<_> = dead.iter().filter(|r| r.channel != "ready").collect();
-    assert!(given_up.is_empty(), "no trigger, request or completion dead-lettered: {given_up:#?}");
-    checks.insert("dead letters", format!("{} records, none a trigger, request or completion", dead.len()));
     assert_eq!(raw_log_mentions(&log_dir, "panicked"), 0, "no panic in any process output");
     checks.insert("processes", "all exited 0 on SIGTERM, no panic".to_string());
     checks.insert("faults", report.totals);
