@@ -70,7 +70,7 @@ faults:
 	@started=0; \
 	if ! $(EMULATORS) status >/dev/null 2>&1; then $(EMULATORS) start; started=1; fi; \
 	set -a; . $(STATE); set +a; \
-	status=0; FAULTS_SEED=$(SEED) FAULTS_DURATION_SECS=$(DURATION) FAULTS_RATE=$(RATE) cargo test --test faults -- --nocapture --include-ignored || status=$$?; \
+	status=0; FAULTS_SEED=$(SEED) FAULTS_DURATION_SECS=$(DURATION) FAULTS_RATE=$(RATE) cargo test --test faults -- --nocapture || status=$$?; \
 	if [ $$started = 1 ]; then $(EMULATORS) stop; fi; \
 	exit $$status
 

@@ -14,6 +14,7 @@ use props_pipeline::batch::engine::{CompletionReport, FinalizeReport, TriggerRep
 use props_pipeline::batch::roles::CompletionRole;
 use props_pipeline::batch::settings::EngineSettings;
 use props_pipeline::batch::state::BatchState;
+use props_pipeline::batch::store::CompletionRecord;
 use props_pipeline::messages::{TriggerMessage, TriggerMode};
 use props_pipeline::topology::ChannelKind;
 use rand::seq::SliceRandom;
@@ -80,6 +81,34 @@ async fn every_completion_three_times_shuffled_counts_once() {
     assert_eq!((totals.done, totals.failed, totals.predictions), (60, 0, 60), "each item counted once");
     assert_eq!(consolidation_calls(&db, &batch_id).await, 1);
     assert_eq!(ready.len(), 1, "{ready:?}");
+}
+
+/// Twin deliveries of one completion race on the item marker: one commit wins, the other's guarded
+/// commit fails its precondition and the re-read answers "duplicate". Neither holds a lock the other
+/// waits on, and the shard counts the item once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twin_completions_of_one_item_record_once_and_the_loser_sees_a_duplicate() {
+    let harness = Harness::new("engine-twins").await;
+    harness.domain.set_items(date(), items(20));
+    let engine = harness.engine(EngineSettings::default());
+    engine.start(&trigger(TriggerMode::Start), "t1").await.unwrap();
+    let batch_id = batch_id_for(DATE, "t1");
+    let header = harness.store.header(&batch_id).await.unwrap().unwrap();
+    for item in items(20) {
+        let twin = completion(&header, &item);
+        let (a, b) = tokio::join!(
+            harness.store.record_completion(&twin, header.counter_shards),
+            harness.store.record_completion(&twin, header.counter_shards),
+        );
+        let mut outcomes = [a.unwrap(), b.unwrap()];
+        outcomes.sort_by_key(|o| format!("{o:?}"));
+        assert_eq!(outcomes, [CompletionRecord::Duplicate, CompletionRecord::Recorded], "item {item}");
+        let marker = harness.store.item(&batch_id, &item).await.unwrap().unwrap();
+        assert_eq!((marker.status, marker.attempts), (ItemStatus::Done, 1), "item {item}");
+    }
+    let totals = harness.store.totals(&batch_id).await.unwrap();
+    harness.stop().await;
+    assert_eq!((totals.done, totals.failed, totals.predictions), (20, 0, 20), "each item counted once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,9 +1,11 @@
 //! Deterministic network-fault regressions, one scripted fault each (the gRPC fault injector of
 //! `crates/grpc-faults` between one role and the Firestore emulator):
 //!
-//! - the seal commit of a batch fails (answered UNAVAILABLE or DEADLINE_EXCEEDED before reaching the
+//! - the seal write of a batch fails (answered UNAVAILABLE or DEADLINE_EXCEEDED before reaching the
 //!   server) or loses its answer after the server applied it: the batch still completes and the
 //!   trigger is not dead-lettered;
+//! - a transaction's commit fails before reaching the server: the transaction is rolled back, so the
+//!   retry does not wait on the locks its reads took (no ABORTED re-run);
 //! - the exporter's commit of the export record loses its answer: the file is still written, at the
 //!   recorded generation, and the ready event is not dead-lettered.
 
@@ -13,11 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::TestEnv;
-use common::harness::{Harness, date, items};
+use common::harness::{Harness, date, items, trigger};
 use common::nba::{NbaEnv, exported, final_header};
 use firestore::FirestoreDb;
 use grpc_faults::{Fault, FaultKind, FaultProxy, Plan, Rule};
-use props_pipeline::batch::engine::BatchEngine;
+use props_pipeline::batch::engine::{BatchEngine, TriggerReport};
 use props_pipeline::batch::settings::EngineSettings;
 use props_pipeline::batch::state::BatchState;
 use props_pipeline::batch::store::BatchStore;
@@ -57,8 +59,9 @@ async fn seal_faulted_with(kind: FaultKind) {
         Arc::clone(&harness.domain),
         EngineSettings::default(),
     ));
-    // The seal is the first header commit that says RUNNING (the begin says PUBLISHING).
-    proxy.add_rule(Rule::new("Commit", Fault::new(kind)).body_contains(&["sealed_at", "RUNNING"]));
+    // The seal is the first guarded header write that says RUNNING (the begin, a transaction, says
+    // PUBLISHING).
+    proxy.add_rule(Rule::new("UpdateDocument", Fault::new(kind)).body_contains(&["sealed_at", "RUNNING"]));
     harness.run_coordinator(&engine);
     harness.run_dead_letter(&engine);
     harness.run_worker(&[]);
@@ -71,6 +74,43 @@ async fn seal_faulted_with(kind: FaultKind) {
     let records = harness.store.dead_letters(100).await.unwrap();
     assert!(records.is_empty(), "{kind}: nothing dead-lettered: {records:#?}");
     harness.stop().await;
+}
+
+/// firestore-rs leaves a transaction open on the server when its commit fails (it rolls back only
+/// after a closure error), and the emulator then holds the locks of its reads until it expires it:
+/// every retry of the same decision aborted with "Transaction lock timeout" for minutes. The store's
+/// runner rolls such a transaction back, so the retry runs once, without an ABORTED re-run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_whose_commit_failed_leaves_no_lock_behind() {
+    let metrics = props_pipeline::ops::metrics::install().expect("install the recorder");
+    let harness = Harness::new("fault-orphan").await;
+    harness.domain.set_items(date(), items(3));
+    let proxy = firestore_proxy();
+    let store = BatchStore::new(firestore_through(&harness.env, &proxy, "coordinator").await);
+    let engine = BatchEngine::new(
+        store,
+        harness.env.pubsub.clone(),
+        harness.env.topics.clone(),
+        Arc::clone(&harness.domain),
+        EngineSettings::default(),
+    );
+    // The begin transaction's commit (it writes the new header, PUBLISHING) never reaches the server.
+    proxy.add_rule(Rule::new("Commit", Fault::new(FaultKind::Unavailable)).body_contains(&["PUBLISHING"]));
+    let first = engine.start(&trigger(TriggerMode::Start), "orphan-1").await;
+    assert!(first.as_ref().is_err_and(|e| e.is_transient()), "the faulted begin is retryable: {first:?}");
+    assert_eq!(proxy.rules_armed(), 0, "the begin commit was faulted");
+    let before = retries(metrics.render(), "begin_batch");
+    let second = engine.start(&trigger(TriggerMode::Start), "orphan-1").await;
+    let after = retries(metrics.render(), "begin_batch");
+    assert!(matches!(second, Ok(TriggerReport::Started { .. })), "the redelivered trigger starts: {second:?}");
+    assert_eq!(after - before, 0, "the retry re-ran no transaction (no lock of the failed one was left)");
+    harness.stop().await;
+}
+
+/// `props_transaction_retries_total` of `operation` in a Prometheus text rendering.
+fn retries(text: String, operation: &str) -> u64 {
+    let prefix = format!("props_transaction_retries_total{{operation=\"{operation}\"}} ");
+    text.lines().find_map(|line| line.strip_prefix(&prefix)).map_or(0, |count| count.trim().parse().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -45,8 +45,6 @@ const DATE: &str = "2025-10-22";
 const PLAYERS: usize = 320;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "not yet green: with seed 3400458520 the final generation was still RUNNING after 300 s (slow \
-            completion handlers under faults) and 1 completion ran out of attempts; `make faults` runs it"]
 async fn faults_and_outages_on_every_call_lose_nothing_and_dead_letter_nothing() {
     let seed: u64 = env_or("FAULTS_SEED", rand::random::<u32>() as u64);
     let duration = Duration::from_secs(env_or("FAULTS_DURATION_SECS", 30));

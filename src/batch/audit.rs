@@ -16,7 +16,7 @@ use super::documents::BatchHeader;
 use super::domain::ConsolidationReport;
 use super::state::BatchState;
 use super::status::SkippedItem;
-use super::store::{BatchStore, NewBatch, StoreError, firestore_error};
+use super::store::{BatchStore, CountedTransaction, NewBatch, StoreError, firestore_error};
 
 pub const AUDIT: &str = "audit";
 
@@ -226,7 +226,7 @@ impl BatchStore {
     /// redelivery, or a trigger that got as far as a batch before failing): the first one stands.
     pub async fn record_rejected(&self, record: &AuditRecord) -> Result<bool, StoreError> {
         self.db()
-            .run_transaction(|db, tx| {
+            .counted_transaction("audit_rejected", |db, tx| {
                 let record = record.clone();
                 async move {
                     if read_record(&db, &record.trigger_message_id).await?.is_some() {
@@ -253,7 +253,7 @@ impl BatchStore {
         let report = *report;
         let skipped: Vec<SkippedItem> = skipped.iter().take(MAX_AUDITED_SKIPS).cloned().collect();
         self.db()
-            .run_transaction(|db, tx| {
+            .counted_transaction("audit_consolidation", |db, tx| {
                 let (message_id, skipped) = (trigger_message_id.to_string(), skipped.clone());
                 async move {
                     let Some(mut record) = read_record(&db, &message_id).await? else {
@@ -284,7 +284,7 @@ impl BatchStore {
         // contended, so a transaction costs nothing here.
         let written = self
             .db()
-            .run_transaction(|db, tx| {
+            .counted_transaction("audit_count", |db, tx| {
                 let message_id = trigger_message_id.to_string();
                 async move {
                     db.fluent()

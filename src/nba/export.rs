@@ -21,7 +21,7 @@ use super::store::{
 };
 use super::types::PlayerPrediction;
 use crate::batch::status::skipped_items;
-use crate::batch::store::{BatchStore, StoreError};
+use crate::batch::store::{BatchStore, CountedTransaction, StoreError};
 use crate::consumer::{Delivery, MessageHandler, Outcome};
 use crate::messages::ReadyMessage;
 
@@ -247,7 +247,7 @@ impl Exporter {
     async fn advance_record(&self, record: &ExportRecord) -> Result<RecordAdvance, StoreError> {
         let record = record.clone();
         self.db
-            .run_transaction(|db, tx| {
+            .counted_transaction("export_record", |db, tx| {
                 let record = record.clone();
                 async move {
                     let existing: Option<ExportRecord> =

@@ -5,6 +5,7 @@ use std::time::Duration;
 use firestore::{FirestoreDb, FirestoreInstant, FirestoreWritePrecondition};
 use futures::FutureExt;
 
+use super::header::HeaderChange;
 use super::{BatchStore, CountedTransaction, MAX_WRITES_PER_BATCH_WRITE, StoreError, firestore_error};
 use crate::batch::audit::{AuditOutcome, AuditRecord, read_record, write_record};
 use crate::batch::documents::{
@@ -195,33 +196,22 @@ impl BatchStore {
     }
 
     /// CAS PUBLISHING -> RUNNING once every request is published. Returns the header as it is after.
+    /// A guarded header write, not a transaction: a seal is retried after faults, and nothing it
+    /// decides needs a lock (see `header.rs`).
     pub async fn seal(&self, batch_id: &str) -> Result<BatchHeader, StoreError> {
-        let batch_id = batch_id.to_string();
-        self.db
-            .counted_transaction("seal", |db, tx| {
-                let batch_id = batch_id.clone();
-                async move {
-                    let Some(mut header) = read_header(&db, &batch_id).await? else {
-                        return Ok(None);
-                    };
-                    if header.state == BatchState::Publishing {
-                        header.state = BatchState::Running;
-                        header.sealed_at = Some(FirestoreInstant::now());
-                        header.header_writes += 1;
-                        db.fluent()
-                            .update()
-                            .in_col(BATCHES)
-                            .document_id(&batch_id)
-                            .object(&header)
-                            .add_to_transaction(tx)?;
-                    }
-                    Ok(Some(header))
-                }
-                .boxed()
-            })
-            .await
-            .map_err(firestore_error("sealing a batch"))?
-            .ok_or(StoreError::UnknownBatch(batch_id))
+        self.change_header(batch_id, ("seal", "sealing a batch"), |header| {
+            if header.state != BatchState::Publishing {
+                return HeaderChange::Keep(header.clone());
+            }
+            header.state = BatchState::Running;
+            header.sealed_at = Some(FirestoreInstant::now());
+            // The write below counts itself in `header_writes`; the answer shows the header as written.
+            let mut written = header.clone();
+            written.header_writes += 1;
+            HeaderChange::Write(written)
+        })
+        .await?
+        .ok_or_else(|| StoreError::UnknownBatch(batch_id.to_string()))
     }
 }
 

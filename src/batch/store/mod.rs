@@ -9,22 +9,22 @@ mod completion;
 mod finalize;
 mod header;
 mod sweep;
+mod transaction;
 
 pub use begin::{BeginOutcome, NewBatch};
 pub use completion::{CompletionRecord, ItemRedrive};
 pub use finalize::{ClaimOutcome, FinishOutcome};
 pub(crate) use header::is_precondition_failure;
+pub(crate) use transaction::CountedTransaction;
 
-use firestore::errors::{BackoffError, FirestoreError};
-use firestore::{FirestoreDb, FirestoreResult, FirestoreTransaction};
-use futures::future::BoxFuture;
+use firestore::FirestoreDb;
+use firestore::errors::FirestoreError;
 use serde::Deserialize;
 use thiserror::Error;
 
 use super::documents::{BATCHES, BatchHeader, COUNTERS, CounterShard, ITEMS, ItemMarker, ItemStatus};
 use crate::gcp::errors::{Retryability, classify_firestore};
 use crate::gcp::firestore::document_id;
-use crate::ops::metrics::TransactionAttempts;
 
 /// BatchWrite accepts at most 500 writes per request.
 pub(crate) const MAX_WRITES_PER_BATCH_WRITE: usize = 500;
@@ -56,33 +56,6 @@ impl StoreError {
     /// Whether retrying the message later may succeed.
     pub fn is_transient(&self) -> bool {
         self.retryability() == Retryability::Retry
-    }
-}
-
-/// [`FirestoreDb::run_transaction`], counted: the transaction by `operation` and outcome in
-/// `props_transactions_total`, and each re-run of its closure after ABORTED in
-/// `props_transaction_retries_total`. A method on the handle, so call sites change by one word.
-pub(crate) trait CountedTransaction {
-    fn counted_transaction<T, F>(&self, operation: &'static str, body: F) -> impl Future<Output = FirestoreResult<T>>
-    where
-        for<'b> F:
-            Fn(FirestoreDb, &'b mut FirestoreTransaction) -> BoxFuture<'b, Result<T, BackoffError<FirestoreError>>>;
-}
-
-impl CountedTransaction for FirestoreDb {
-    async fn counted_transaction<T, F>(&self, operation: &'static str, body: F) -> FirestoreResult<T>
-    where
-        for<'b> F:
-            Fn(FirestoreDb, &'b mut FirestoreTransaction) -> BoxFuture<'b, Result<T, BackoffError<FirestoreError>>>,
-    {
-        let attempts = TransactionAttempts::new(operation);
-        let result = self
-            .run_transaction(|db, tx| {
-                attempts.attempt();
-                body(db, tx)
-            })
-            .await;
-        attempts.finish(result)
     }
 }
 
