@@ -76,7 +76,7 @@ faults:
 
 # A season under the same faults: `backfill` over the whole 2023 playoffs at 4 batches in flight, the
 # roles and the backfill each behind the injector, Pub/Sub and Firestore outages; prints the wall time,
-# dates, items and faults injected. Tens of minutes, so not in `make test`. `make backfill-faults SEED=7`.
+# dates, items and faults injected. A few minutes (2-3 on 2 cores), so not in `make test`. `make backfill-faults SEED=7`.
 backfill-faults:
 	@started=0; \
 	if ! $(EMULATORS) status >/dev/null 2>&1; then $(EMULATORS) start; started=1; fi; \

@@ -15,7 +15,7 @@
 //! generation; no trigger, request or completion in the dead-letter records; every process exits 0 on
 //! SIGTERM; no panic. It prints the wall time, the dates, the items and what was injected.
 //!
-//! Minutes to tens of minutes, so not in `make test`: `make backfill-faults SEED=7 RATE=0.05` (env
+//! A few minutes (2-3 on a 2-core machine), so not in `make test`: `make backfill-faults SEED=7 RATE=0.05` (env
 //! `FAULTS_SEED`, `FAULTS_RATE`, `FAULTS_FIRESTORE_RATE` / `FAULTS_PUBSUB_RATE`, `FAULTS_OUTAGES=0`).
 
 mod common;
@@ -43,7 +43,7 @@ const SEASON: i32 = 2023;
 const IN_FLIGHT: &str = "4";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "a season of batches under faults takes minutes to tens of minutes; `make backfill-faults` runs it"]
+#[ignore = "a season of batches under faults takes minutes; `make backfill-faults` runs it"]
 async fn a_season_of_backfill_under_faults_and_outages_completes_every_date() {
     let seed: u64 = env_or("FAULTS_SEED", rand::random::<u32>() as u64);
     let rate: f64 = env_or("FAULTS_RATE", 0.05);
