@@ -23,19 +23,18 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::TestEnv;
+use common::fault_fleet::{Injectors, OUTAGE, env_or, subscription_policy, until};
 use common::fleet::{Fleet, log_lines, raw_log_mentions};
 use common::nba::{data_dir, exported, wait_for};
-use grpc_faults::{Call, FaultKind, FaultProxy, Injected, Observer, Plan, Rule};
+use grpc_faults::{Call, FaultKind, Observer, Rule};
 use props_pipeline::batch::documents::{ItemStatus, batch_id_for};
 use props_pipeline::batch::state::BatchState;
 use props_pipeline::batch::store::BatchStore;
-use props_pipeline::config::SubscriptionPolicy;
 use props_pipeline::messages::{ReadyMessage, TriggerMessage, TriggerMode};
 use props_pipeline::nba::data::{load_logs, roster_slate};
 use props_pipeline::nba::load::{load, load_slate};
@@ -44,24 +43,6 @@ use props_pipeline::nba::store::current_predictions;
 /// A date after the last game in the data: the slate is a fixture of real players (see `roster_slate`).
 const DATE: &str = "2025-10-22";
 const PLAYERS: usize = 320;
-/// Every process gives up on a call after this long; each outage lasts longer.
-const RPC_TIMEOUT_SECS: u64 = 5;
-const OUTAGE: Duration = Duration::from_secs(RPC_TIMEOUT_SECS * 2);
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// The processes: name and roles.
-const PROCESSES: [(&str, &[&str]); 7] = [
-    ("coordinator-a", &["run", "coordinator"]),
-    ("coordinator-b", &["run", "coordinator"]),
-    ("worker-a", &["run", "worker"]),
-    ("worker-b", &["run", "worker"]),
-    ("exporter", &["run", "exporter"]),
-    ("dead-letter", &["run", "dead-letter"]),
-    ("sweeper", &["run", "sweeper"]),
-];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn faults_and_outages_on_every_call_lose_nothing_and_dead_letter_nothing() {
@@ -75,17 +56,7 @@ async fn faults_and_outages_on_every_call_lose_nothing_and_dead_letter_nothing()
     );
 
     let env = TestEnv::new("faults").await;
-    // Production's ack deadline (the stream's own deadline is the consumer's 10 s lease extension
-    // anyway). Retry policies are cleared as in the chaos test: with one, the emulator withholds
-    // redeliveries for minutes (a run with them kept stalled with every request of the final
-    // generation pending).
-    let policy = SubscriptionPolicy {
-        ack_deadline_secs: env_or("FAULTS_ACK_DEADLINE_SECS", 60),
-        max_delivery_attempts: 10,
-        min_backoff_secs: 1,
-        max_backoff_secs: 5,
-    };
-    env.setup(&policy).await;
+    env.setup(&subscription_policy()).await;
     if env_or("FAULTS_CLEAR_RETRY_POLICIES", 1) != 0 {
         env.clear_retry_policies().await;
     }
@@ -101,32 +72,22 @@ async fn faults_and_outages_on_every_call_lose_nothing_and_dead_letter_nothing()
 
     // The test itself (setup above, checks below) talks to the emulators directly.
     // Knobs to tell apart what a failing seed suffers from: each service's rate, and the outages.
-    let firestore_plan = Plan::uniform(seed, env_or("FAULTS_FIRESTORE_RATE", rate));
-    let plan = Plan::uniform(seed, env_or("FAULTS_PUBSUB_RATE", rate));
     let outages = env_or("FAULTS_OUTAGES", 1) != 0;
-    let firestore = FaultProxy::new(&std::env::var("FIRESTORE_EMULATOR_HOST").unwrap(), firestore_plan);
     let lost_ready = Arc::new(LostPublishes::new(&env.gcp.topic_path(&env.topics.ready_topic)));
-    let pubsub = FaultProxy::observed(&std::env::var("PUBSUB_EMULATOR_HOST").unwrap(), plan, lost_ready.clone());
+    let faults = Injectors::new(
+        seed,
+        env_or("FAULTS_FIRESTORE_RATE", rate),
+        env_or("FAULTS_PUBSUB_RATE", rate),
+        Some(lost_ready.clone()),
+    );
+    let (firestore, pubsub) = (&faults.firestore, &faults.pubsub);
     let request_topic = env.gcp.topic_path(&env.topics.request_topic);
     if outages {
         pubsub.add_rule(Rule::outage("Publish", OUTAGE).body_contains(&[&request_topic]));
     }
 
     let mut fleet = Fleet::new(&env, seed);
-    fleet.set_env("PROPS_RPC_TIMEOUT_SECS", &RPC_TIMEOUT_SECS.to_string());
-    // Not the chaos test's 15 s stall: behind the other generation's backlog and faults, a batch can
-    // go 15 s without a completion while nothing is lost, and each redrive re-publishes every pending
-    // request (a run with 15 s redrove the final generation's 320 requests every ~20 s, and the flood
-    // itself ran requests out of delivery attempts).
-    fleet.set_env("PROPS_STALL_AFTER_SECS", &env_or("FAULTS_STALL_AFTER_SECS", 90).to_string());
-    fleet.set_env("PROPS_MAX_REDRIVES", "5");
-    for (name, args) in PROCESSES {
-        let own = vec![
-            ("FIRESTORE_EMULATOR_HOST".to_string(), firestore.listen(name).await.unwrap().to_string()),
-            ("PUBSUB_EMULATOR_HOST".to_string(), pubsub.listen(name).await.unwrap().to_string()),
-        ];
-        fleet.add_with_env(name, args, own);
-    }
+    faults.add_fleet(&mut fleet).await;
     fleet.start_all();
 
     let publish_trigger = async |mode: TriggerMode| {
@@ -173,7 +134,7 @@ async fn faults_and_outages_on_every_call_lose_nothing_and_dead_letter_nothing()
     let export_path = fleet.export_dir().join(format!("{DATE}.json"));
     let mut checks: BTreeMap<&str, String> = BTreeMap::new();
     let dead = store.dead_letters(1000).await.unwrap();
-    let report = injected_report(&firestore.injected(), &pubsub.injected());
+    let report = faults.report();
     std::fs::write(fleet.log_dir().join("injected.log"), &report.full).expect("write the injection log");
     println!("{}", report.summary);
     let mut reasons: BTreeMap<(String, String, String), usize> = BTreeMap::new();
@@ -198,8 +159,7 @@ async fn faults_and_outages_on_every_call_lose_nothing_and_dead_letter_nothing()
     for (name, status) in fleet.terminate_all().await {
         assert!(status.is_some_and(|s| s.success()), "{name} must exit 0 on SIGTERM, got {status:?}");
     }
-    firestore.stop();
-    pubsub.stop();
+    faults.stop();
 
     // Every item of the final generation is done, and the predictions are exactly the current ones.
     let done = store.items_in(&last_id, ItemStatus::Done).await.unwrap();
@@ -296,52 +256,4 @@ impl Observer for LostPublishes {
             self.lost.fetch_add(1, Ordering::SeqCst);
         }
     }
-}
-
-/// `check`'s first `Some` within `within`, polled every 250 ms; `None` after.
-async fn until<T>(within: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> Option<T> {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(value) = check().await {
-            return Some(value);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-struct Report {
-    summary: String,
-    totals: String,
-    full: String,
-}
-
-/// What was injected, by service and kind, and every fault in order.
-fn injected_report(firestore: &[Injected], pubsub: &[Injected]) -> Report {
-    let mut summary = String::new();
-    let mut full = String::new();
-    let mut total = 0;
-    for (service, injected) in [("firestore", firestore), ("pubsub", pubsub)] {
-        let mut by_kind: BTreeMap<FaultKind, usize> = BTreeMap::new();
-        let mut by_method: BTreeMap<&str, usize> = BTreeMap::new();
-        for fault in injected {
-            *by_kind.entry(fault.kind).or_default() += 1;
-            *by_method.entry(&fault.method).or_default() += 1;
-            let _ = writeln!(full, "{service} {fault}");
-        }
-        total += injected.len();
-        let kinds: Vec<String> = by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
-        let methods: Vec<String> = by_method.iter().map(|(m, n)| format!("{m} {n}")).collect();
-        let _ = writeln!(
-            summary,
-            "faults injected: {service}: {} ({}); by method: {}",
-            injected.len(),
-            kinds.join(", "),
-            methods.join(", ")
-        );
-    }
-    let totals = format!("{total} injected and survived (firestore {}, pubsub {})", firestore.len(), pubsub.len());
-    Report { summary: summary.trim_end().to_string(), totals, full }
 }

@@ -10,9 +10,16 @@
 //! and the coordinator treats a trigger whose correlation id is that of the date's current batch as a
 //! no-op naming that batch (in the same transaction that would create a batch), so whichever arrives
 //! second creates nothing and the re-run follows the first one's batch.
+//!
+//! A run follows batches for up to an hour, so a failed Firestore read or trigger publish that a
+//! retry can fix (the one classification in [`crate::gcp::errors`]) is retried with backoff for up to
+//! [`PATIENCE`] instead of ending the run. A publish whose answer was lost may have stored the
+//! trigger: the retry publishes it again under the same correlation id, which the coordinator treats
+//! as a no-op naming the first one's batch, and the run follows that.
 
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use google_cloud_pubsub::model::Message;
 use serde::Serialize;
 use thiserror::Error;
@@ -27,6 +34,9 @@ use crate::gcp::GcpError;
 use crate::gcp::pubsub::PubSub;
 use crate::messages::{GameDate, InvalidMessage, TriggerMessage, TriggerMode};
 
+/// How long a call that keeps failing with errors a retry can fix is retried before the run gives up.
+pub const PATIENCE: Duration = Duration::from_secs(300);
+
 #[derive(Debug, Error)]
 pub enum BackfillError {
     #[error(transparent)]
@@ -35,6 +45,41 @@ pub enum BackfillError {
     Publish(#[from] GcpError),
     #[error("invalid trigger: {0}")]
     Trigger(#[from] InvalidMessage),
+}
+
+impl BackfillError {
+    /// Whether trying the same call again may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Store(error) => error.is_transient(),
+            Self::Publish(error) => error.is_transient(),
+            Self::Trigger(_) => false,
+        }
+    }
+}
+
+/// `call` until it succeeds, fails for good, or has failed transiently for [`PATIENCE`].
+pub async fn patiently<T, E, F>(what: &str, call: impl FnMut() -> F) -> Result<T, BackfillError>
+where
+    E: Into<BackfillError>,
+    F: Future<Output = Result<T, E>>,
+{
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(15))
+        .with_max_times(usize::MAX)
+        .with_total_delay(Some(PATIENCE))
+        .with_jitter();
+    let mut call = call;
+    let attempt = || {
+        let pending = call();
+        async move { pending.await.map_err(Into::into) }
+    };
+    attempt
+        .retry(backoff)
+        .when(BackfillError::is_transient)
+        .notify(|error, after| tracing::warn!(%error, ?after, "backfill: {what} failed; retrying"))
+        .await
 }
 
 /// What to backfill.
@@ -224,7 +269,8 @@ pub async fn run(
             settle(&mut results, index, result, progress);
             DateState::Settled
         } else {
-            let records = store.audit_records_for(&plan.correlation_id(*date)).await?;
+            let correlation_id = plan.correlation_id(*date);
+            let records = patiently("reading the audit trail", || store.audit_records_for(&correlation_id)).await?;
             match resolve(&records) {
                 Some(DateState::Settled) => {
                     settle(&mut results, index, rejected(*date, &records), progress);
@@ -244,7 +290,7 @@ pub async fn run(
         let mut in_flight = Vec::new();
         for (index, state) in states.iter_mut().enumerate() {
             let date = plan.dates[index].0;
-            match poll(store, plan, date, state).await? {
+            match patiently("following a date", || poll(store, plan, date, state)).await? {
                 Poll::Unchanged => {}
                 Poll::Running { terminal, expected } => in_flight.push((date, terminal, expected)),
                 Poll::Follow(next) => *state = next,
@@ -263,7 +309,8 @@ pub async fn run(
             if *state == DateState::Waiting {
                 let date = plan.dates[index].0;
                 let message = Message::new().set_data(plan.trigger(date)?.to_json());
-                let message_id = pubsub.publish(trigger_topic, message).await?;
+                let message_id =
+                    patiently("publishing a trigger", || pubsub.publish(trigger_topic, message.clone())).await?;
                 progress(BackfillEvent::Published { game_date: date, message_id: message_id.clone() });
                 *state = DateState::Published { message_id, since: Instant::now() };
                 running += 1;
@@ -401,6 +448,27 @@ mod tests {
         assert_eq!(follows(&[duplicate]), "b1", "a duplicate publish follows the batch the first one created");
         assert_eq!(resolve(std::slice::from_ref(&rejected)), Some(DateState::Settled));
         assert_eq!(follows(&[rejected, started]), "b1");
+    }
+
+    #[tokio::test]
+    async fn a_call_that_fails_transiently_is_retried_and_one_that_fails_for_good_is_not() {
+        let mut calls = 0;
+        let value = patiently("a flaky read", || {
+            calls += 1;
+            let outcome =
+                if calls < 3 { Err(StoreError::BatchWriteFailed { code: 14, message: "x".into() }) } else { Ok(7) };
+            async move { outcome }
+        })
+        .await;
+        assert_eq!((value.unwrap(), calls), (7, 3));
+        let mut calls = 0;
+        let failed: Result<(), _> = patiently("a decided read", || {
+            calls += 1;
+            async { Err(StoreError::UnknownBatch("b".into())) }
+        })
+        .await;
+        assert!(matches!(failed, Err(BackfillError::Store(StoreError::UnknownBatch(_)))));
+        assert_eq!(calls, 1, "a permanent error is not retried");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use props_pipeline::batch::backfill::{BackfillEvent, BackfillPlan, DateResult, run as run_backfill};
+use props_pipeline::batch::backfill::{BackfillEvent, BackfillPlan, DateResult, patiently, run as run_backfill};
 use props_pipeline::batch::store::BatchStore;
 use props_pipeline::messages::{GameDate, TriggerMode};
 use props_pipeline::nba::store::slate_header;
@@ -66,7 +66,9 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<()> {
     let db = props_pipeline::gcp::firestore::connect(gcp).await?;
     let mut dates = Vec::new();
     for date in from.date().iter_days().take(days as usize) {
-        let has_slate = slate_header(&db, &date.to_string()).await.context("reading slates")?.is_some();
+        let id = date.to_string();
+        let has_slate =
+            patiently("reading a slate", || slate_header(&db, &id)).await.context("reading slates")?.is_some();
         dates.push((GameDate::new(date), has_slate));
     }
     let plan = BackfillPlan {

@@ -6,6 +6,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod browser;
+pub mod fault_fleet;
 pub mod fleet;
 pub mod harness;
 pub mod nba;
