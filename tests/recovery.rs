@@ -311,3 +311,45 @@ async fn racing_claims_on_the_header_end_with_exactly_one_holder_and_no_error() 
     assert_eq!(header.state, BatchState::Finalizing);
     assert_eq!(header.header_writes, 3, "create, seal, one claim: {header:?}");
 }
+
+/// A ready event that ran out of delivery attempts without the exporter's verdict (Pub/Sub forwarded
+/// it to the dead-letter topic; an outage, say) is not left for an operator: the dead-letter role
+/// announces the batch again, so the file is still written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_ready_event_out_of_attempts_is_announced_again() {
+    let mut harness = Harness::new("rec-ready").await;
+    harness.domain.set_items(date(), items(3));
+    let engine = harness.engine(EngineSettings::default());
+    harness.run_coordinator(&engine);
+    harness.run_worker(&[]);
+    let batch_id = harness.publish_trigger(TriggerMode::Start).await;
+    let first = harness.wait_for_final(&batch_id, Duration::from_secs(60)).await;
+    assert_eq!(first.state, BatchState::Complete);
+    let announced = harness.ready_events(Duration::from_secs(3)).await;
+    assert_eq!(announced.len(), 1, "{announced:?}");
+
+    // A fresh subscription for the second announcement: the emulator may hand a message to the
+    // first pull's closed stream and withhold it until its ack deadline.
+    let tap = harness.env.create_subscription("rec-ready-tap", &harness.env.topics.ready_topic).await;
+    // What Pub/Sub's dead-letter policy forwards: the message as it was, with its delivery count.
+    harness.run_dead_letter(&engine);
+    let dead_letter_topic = harness.channel(ChannelKind::Ready).dead_letter_topic;
+    let attributes = [("CloudPubSubDeadLetterSourceDeliveryCount", "10")];
+    harness.env.publish(&dead_letter_topic, announced[0].to_json(), &attributes).await;
+
+    let again: Vec<ReadyMessage> = harness
+        .env
+        .pull(&tap, 1, Duration::from_secs(20))
+        .await
+        .iter()
+        .map(|m| ReadyMessage::parse(&m.data).expect("a valid ready event"))
+        .collect();
+    let header = harness.store.header(&batch_id).await.unwrap().unwrap();
+    let records = harness.store.dead_letters(10).await.unwrap();
+    harness.stop().await;
+    assert_eq!(again.len(), 1, "announced once more: {again:?}; {records:?}; {header:?}");
+    assert_eq!((again[0].batch_id.as_str(), again[0].generation), (batch_id.as_str(), first.generation));
+    assert!(header.ready_message_id.is_some_and(|id| Some(&id) != first.ready_message_id.as_ref()), "re-recorded");
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].action, "ready event published again", "{records:?}");
+}

@@ -6,6 +6,9 @@
 //!   of delivery attempts (an outage longer than its backoff, killed workers) is not the item's fault:
 //!   it is published again, counted against the item's redrive cap (`PROPS_MAX_ITEM_REDRIVES`), and
 //!   only at the cap does the item fail.
+//! - A ready event that ran out of delivery attempts without the exporter's verdict is announced
+//!   again (its batch's recorded ready event is forgotten and published anew), if the batch is still
+//!   the date's current one; the exporter is idempotent.
 //! - A completion is applied once more (it may have run out of attempts behind a live finalize claim);
 //!   recording it is idempotent, and it never fails an item for a completion or claim problem.
 //! - Every dead letter is recorded in `dead_letters/{id}` (create-once) with its reason, data and
@@ -25,7 +28,7 @@ use super::store::{BatchStore, StoreError, firestore_error};
 use crate::consumer::{
     DELIVERY_ATTEMPT, Delivery, MessageHandler, ORIGINAL_MESSAGE_ID, Outcome, REJECT_REASON, SOURCE_SUBSCRIPTION,
 };
-use crate::messages::{CompletionMessage, RequestMessage};
+use crate::messages::{CompletionMessage, ReadyMessage, RequestMessage};
 use crate::ops::metrics::DEAD_LETTERS_RECORDED_TOTAL;
 use crate::topology::ChannelKind;
 
@@ -195,7 +198,19 @@ impl<D: BatchDomain> DeadLetterRole<D> {
                 };
                 Ok(describe("completion recorded", self.engine.complete(&completion).await)?)
             }
-            ChannelKind::Trigger | ChannelKind::Ready => Ok("recorded for an operator".into()),
+            ChannelKind::Ready => {
+                let Ok(ready) = ReadyMessage::parse(&delivery.data) else {
+                    return Ok("recorded (not a valid ready event)".into());
+                };
+                if delivery.attributes.contains_key(REJECT_REASON) {
+                    // The exporter's permanent verdict: retrying cannot help; an operator decides.
+                    return Ok("recorded for an operator".into());
+                }
+                // Out of attempts with no verdict (an outage, a lock): not the export's fault. Again.
+                self.engine.reannounce(&ready).await
+            }
+            // A PUBLISHING batch whose trigger is gone is resumed by the sweeper.
+            ChannelKind::Trigger => Ok("recorded for an operator".into()),
         }
     }
 }

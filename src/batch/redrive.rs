@@ -12,7 +12,7 @@ use super::engine::{BatchEngine, CompletionReport, EngineError};
 use super::state::BatchState;
 use super::store::{ItemRedrive, StoreError};
 use super::sweep_policy::{RedriveDecision, RedriveRequest};
-use crate::messages::{CompletionMessage, RequestMessage};
+use crate::messages::{CompletionMessage, ReadyMessage, RequestMessage};
 use crate::ops::metrics::REDRIVES_TOTAL;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +144,32 @@ impl<D: BatchDomain> BatchEngine<D> {
                 Ok(ItemRedriveReport::Failed(self.complete(&failed).await?))
             }
         }
+    }
+}
+
+impl<D: BatchDomain> BatchEngine<D> {
+    /// The dead-letter role's answer to a ready event that ran out of delivery attempts without a
+    /// verdict (the exporter met only transient failures): announce the batch again, unless it is no
+    /// longer the date's current batch. The exporter is idempotent, so a redundant announcement costs
+    /// one export check. Returns what happened, for the dead-letter record.
+    pub async fn reannounce(&self, ready: &ReadyMessage) -> Result<String, EngineError> {
+        let Some(header) = self.store().header(&ready.batch_id).await? else {
+            return Ok("nothing to do: the batch no longer exists".into());
+        };
+        if header.state != BatchState::Complete || !self.store().is_current(&header).await? {
+            return Ok(format!("nothing to do: the batch is {} and not the date's current one", header.state));
+        }
+        if self.store().reopen_announcement(&ready.batch_id).await? {
+            tracing::warn!(batch_id = ready.batch_id, "ready event out of delivery attempts; announcing again");
+        }
+        // Announces now (a batch whose ready event is not recorded is re-announced under a claim).
+        self.finalize_if_whole(&ready.batch_id).await?;
+        let announced = self.store().header(&ready.batch_id).await?.is_some_and(|h| h.ready_message_id.is_some());
+        Ok(if announced {
+            "ready event published again".into()
+        } else {
+            "announcement reopened; the sweeper publishes the ready event".into()
+        })
     }
 }
 

@@ -140,6 +140,27 @@ impl BatchStore {
         .map(|_| ())
     }
 
+    /// Forgets a COMPLETE batch's recorded ready event and ends its claim's lease, so that it is
+    /// announced again at once (by the next finalize attempt or the sweeper): for a ready event that
+    /// ran out of delivery attempts without a verdict. Returns whether the header changed.
+    pub async fn reopen_announcement(&self, batch_id: &str) -> Result<bool, StoreError> {
+        let reopened = self
+            .change_header(batch_id, ("reopen_announcement", "reopening an announcement"), |header| {
+                if header.state != BatchState::Complete || header.ready_message_id.is_none() {
+                    return HeaderChange::Keep(false);
+                }
+                header.ready_message_id = None;
+                // The finalize claim's work is over; its lease must not hold up the new announcement.
+                let now = FirestoreInstant::now();
+                if let Some(claim) = header.finalize_claim.as_mut() {
+                    claim.lease_expires_at = claim.lease_expires_at.min(now);
+                }
+                HeaderChange::Write(true)
+            })
+            .await?;
+        Ok(reopened.unwrap_or(false))
+    }
+
     /// Gives up a finalize claim early (its lease ends now), so that the redelivered message, the next
     /// completion or the sweeper can take over at once instead of waiting out the lease. Only the
     /// owner's own claim is touched: on a FINALIZING batch, or on a COMPLETE one it has not announced
