@@ -50,6 +50,7 @@ async fn a_publishing_batch_whose_trigger_is_gone_is_completed_by_the_sweeper() 
         expected_count: 12,
         counter_shards: 2,
         tolerated_failed_fraction: 0.1,
+        model_version: None,
         retention: Duration::from_secs(3600),
     };
     let BeginOutcome::Created { header, .. } = harness.store.begin_batch(&spec).await.unwrap() else {

@@ -222,6 +222,7 @@ async fn a_sweep_reannounces_alerts_on_a_stuck_batch_and_deletes_expired_ones() 
         expected_count: 3,
         counter_shards: 2,
         tolerated_failed_fraction: 0.1,
+        model_version: None,
         retention: Duration::from_secs(3600),
     };
     harness.store.begin_batch(&spec).await.unwrap();
