@@ -7,7 +7,7 @@ STATE := .emulators/env
 # Integration tests share two emulators but each uses its own project id, so they may run in parallel.
 CARGO_TEST_FLAGS ?=
 
-.PHONY: build release demo emulators emulators-stop emulators-status lint fmt test test-unit chaos faults backfill-faults bench bench-dashboard screenshots k8s-check image clean
+.PHONY: build release demo emulators emulators-stop emulators-status lint fmt test test-unit chaos faults backfill-faults bench bench-dashboard bench-model screenshots k8s-check image clean
 
 build:
 	cargo build --all-targets
@@ -110,6 +110,13 @@ bench-dashboard:
 	status=0; cargo bench --bench dashboard -- --repeats $(REPEATS) || status=$$?; \
 	if [ $$started = 1 ]; then $(EMULATORS) stop; fi; \
 	exit $$status
+
+# The worker's model cost per item (release build, no emulators): predict for every player of the last
+# DATES game dates of the 2025 playoffs, with and without the calibration map. `make bench-model PASSES=500`.
+PASSES ?= 200
+DATES ?= 10
+bench-model:
+	cargo bench --bench model -- --passes $(PASSES) --dates $(DATES)
 
 # docs/dashboard-batch-running.png and docs/dashboard-batch-complete.png, taken by the browser test
 # (headless Chromium) while its batch runs and once it completed.

@@ -20,6 +20,7 @@ use props_pipeline::nba::store::{current_predictions, export_record};
 
 const ITEMS: usize = 30;
 const FAILING: [&str; 2] = ["player0003", "player0017"];
+const SKIPPING: [&str; 2] = ["player0009", "player0021"];
 
 async fn trigger(h: &Harness, mode: TriggerMode, reason: &str) -> String {
     let trigger = TriggerMessage::new(DATE, mode, reason.into(), None, String::new()).unwrap();
@@ -54,6 +55,7 @@ async fn api(addr: std::net::SocketAddr, path: &str) -> serde_json::Value {
 async fn a_person_watches_a_batch_finish_filters_its_failures_and_follows_a_regeneration() {
     let mut h = Harness::new("dashboard").await;
     h.domain.set_items(date(), items(ITEMS));
+    *h.domain.model_version.lock().unwrap() = Some("test-model-3".into());
     let engine = h.engine(EngineSettings::default());
     h.run_coordinator(&engine);
     h.run_dead_letter(&engine);
@@ -76,6 +78,7 @@ async fn a_person_watches_a_batch_finish_filters_its_failures_and_follows_a_rege
     browser.goto(&url(&format!("/batches/{first}"))).await;
     assert_eq!(browser.text("#state").await, "RUNNING");
     assert_eq!(browser.text("#done").await, "0");
+    assert_eq!(browser.text("#model-version").await, "test-model-3", "the version the domain recorded");
     assert_eq!(browser.attrs("tr.item", "data-status").await.len(), 25, "the first page of pending items");
     screenshot(&browser, "dashboard-batch-running.png").await;
     // Items page by cursor: 25 then the other 5, none twice.
@@ -89,11 +92,12 @@ async fn a_person_watches_a_batch_finish_filters_its_failures_and_follows_a_rege
     assert_eq!((ids.len(), page2["next_cursor"].is_null()), (ITEMS, true));
     assert_eq!(ids, items(ITEMS), "every pending item once, in id order");
     browser.client.execute("window.__sameDocument = 'yes';", vec![]).await.unwrap();
-    h.run_worker(&FAILING);
+    h.run_worker_skipping(&FAILING, &SKIPPING);
     let states = browser.watch_text("#state", Duration::from_secs(60), |s| s == "COMPLETE").await;
     assert_eq!(states.first().map(String::as_str), Some("RUNNING"), "{states:?}");
-    assert_eq!(browser.text("#done").await, (ITEMS - FAILING.len()).to_string());
+    assert_eq!(browser.text("#done").await, (ITEMS - FAILING.len() - SKIPPING.len()).to_string());
     assert_eq!(browser.text("#failed").await, FAILING.len().to_string());
+    assert_eq!(browser.text("#skipped").await, SKIPPING.len().to_string());
     assert_eq!(browser.text("#pending").await, "0");
     let same = browser.client.execute("return window.__sameDocument || 'reloaded';", vec![]).await.unwrap();
     assert_eq!(same, "yes", "progress reached COMPLETE without a reload");
@@ -108,6 +112,20 @@ async fn a_person_watches_a_batch_finish_filters_its_failures_and_follows_a_rege
     assert!(browser.client.current_url().await.unwrap().as_str().ends_with("?failed=1"));
     let errors = browser.text("#items").await;
     assert!(errors.contains("player0003 always fails (test)"), "{errors}");
+
+    // The skipped-only filter shows exactly the skipped items, each with its reason.
+    browser.click("#failed-only").await;
+    browser.click("#skipped-only").await;
+    browser.click("#apply-filter").await;
+    assert!(browser.client.current_url().await.unwrap().as_str().ends_with("?skipped=1"));
+    let skipped: BTreeSet<String> = browser.attrs("tr.item", "data-item").await.into_iter().collect();
+    assert_eq!(skipped, SKIPPING.iter().map(|s| s.to_string()).collect(), "exactly the skipped items");
+    assert_eq!(browser.attrs("tr.item", "data-status").await, vec!["skipped"; SKIPPING.len()]);
+    let reasons = browser.text("#items").await;
+    assert!(reasons.contains("player0021 has too little data (test)"), "{reasons}");
+    // The batches page counts them.
+    browser.goto(&url("/")).await;
+    assert_eq!(browser.text(&format!("tr.batch[data-batch='{first}'] td.skipped")).await, SKIPPING.len().to_string());
 
     // The JSON of a batch is the document `status --json` prints for it.
     let status = api(addr, &format!("/api/batches/{first}")).await;

@@ -159,6 +159,7 @@ async fn trigger_redelivered_after_a_crash_mid_fan_out_resumes_the_same_batch() 
         counter_shards: 8,
         shard_sizes: Vec::new(),
         tolerated_failed_fraction: 0.1,
+        model_version: None,
         retention: Duration::from_secs(3600),
     };
     let props_pipeline::batch::store::BeginOutcome::Created { header, .. } =

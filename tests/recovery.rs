@@ -51,6 +51,7 @@ async fn a_publishing_batch_whose_trigger_is_gone_is_completed_by_the_sweeper() 
         counter_shards: 2,
         shard_sizes: Vec::new(),
         tolerated_failed_fraction: 0.1,
+        model_version: None,
         retention: Duration::from_secs(3600),
     };
     let BeginOutcome::Created { header, .. } = harness.store.begin_batch(&spec).await.unwrap() else {

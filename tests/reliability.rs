@@ -223,6 +223,7 @@ async fn a_sweep_reannounces_alerts_on_a_stuck_batch_and_deletes_expired_ones() 
         counter_shards: 2,
         shard_sizes: Vec::new(),
         tolerated_failed_fraction: 0.1,
+        model_version: None,
         retention: Duration::from_secs(3600),
     };
     harness.store.begin_batch(&spec).await.unwrap();

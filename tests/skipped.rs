@@ -41,9 +41,11 @@ async fn skipped_items_are_terminal_outside_the_failure_policy_and_reported_with
     harness.domain.set_items(date(), items(10));
     // 1 failed of the 7 attempted is 14%, under 20%; counting the 3 skipped as failures would be 40%.
     let engine = harness.engine(EngineSettings { tolerated_failed_fraction: 0.2, ..Default::default() });
+    *harness.domain.model_version.lock().unwrap() = Some("test-model-7".into());
     engine.start(&trigger(TriggerMode::Start), "t1").await.unwrap();
     let batch_id = batch_id_for(DATE, "t1");
     let header = harness.store.header(&batch_id).await.unwrap().unwrap();
+    assert_eq!(header.model_version.as_deref(), Some("test-model-7"), "the domain's version is on the header");
     let all = items(10);
 
     for item in &all[..3] {
@@ -73,6 +75,7 @@ async fn skipped_items_are_terminal_outside_the_failure_policy_and_reported_with
     assert_eq!(finished.coverage, Some(0.6), "skipped items lower coverage");
     let report = status::one(&harness.store, &batch_id).await.unwrap().unwrap();
     assert_eq!((report.skipped, report.pending, report.coverage), (3, 0, Some(0.6)));
+    assert_eq!(report.model_version.as_deref(), Some("test-model-7"), "status shows the batch's model version");
 
     let expected: Vec<SkippedItem> =
         all[..3].iter().map(|item| SkippedItem { item: item.clone(), reason: format!("{item}: no data") }).collect();
@@ -81,6 +84,7 @@ async fn skipped_items_are_terminal_outside_the_failure_policy_and_reported_with
     assert_eq!((marker.status, marker.attempts), (ItemStatus::Skipped, 1));
     let audit = harness.store.audit_record("t1").await.unwrap().expect("the trigger is audited");
     assert_eq!(audit.skipped_items, Some(expected), "the audit trail lists the skipped items");
+    assert_eq!(audit.model_version.as_deref(), Some("test-model-7"), "and the model version of its batch");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,6 +95,7 @@ async fn a_batch_of_only_skipped_items_completes_with_zero_coverage() {
     engine.start(&trigger(TriggerMode::Start), "t1").await.unwrap();
     let batch_id = batch_id_for(DATE, "t1");
     let header = harness.store.header(&batch_id).await.unwrap().unwrap();
+    assert_eq!(header.model_version, None, "a domain without a version records none");
     for item in items(2) {
         engine.complete(&skipped(&completion(&header, &item), "declined")).await.unwrap();
     }
@@ -126,6 +131,7 @@ async fn the_readme_date_completes_and_its_export_lists_the_skipped_players() {
     assert!(file.players.iter().all(|p| file.skipped_players.iter().all(|s| s.player_lookup != p.player_lookup)));
     assert_eq!(file.model_versions.len(), 1, "{:?}", file.model_versions);
     assert!(file.model_versions[0].starts_with("props-model-2+cal."), "a calibrated model: {:?}", file.model_versions);
+    assert_eq!(header.model_version.as_ref(), Some(&file.model_versions[0]), "the batch names the model that ran");
     assert!(file.players.iter().any(|p| p.offered) && file.players.iter().any(|p| !p.offered));
     nba.stop().await;
 }

@@ -82,6 +82,9 @@ pub struct AuditRecord {
     pub batch_id: Option<String>,
     #[serde(default)]
     pub generation: Option<u64>,
+    /// The batch's `model_version` (see `BatchHeader::model_version`).
+    #[serde(default)]
+    pub model_version: Option<String>,
     /// The key's previous batch, which this trigger's batch replaces, and its state at that moment.
     #[serde(default)]
     pub supersedes_batch_id: Option<String>,
@@ -145,6 +148,7 @@ impl AuditRecord {
             detail: None,
             batch_id: None,
             generation: None,
+            model_version: None,
             supersedes_batch_id: None,
             supersedes_batch_state: None,
             active_batch_id: None,
@@ -160,6 +164,7 @@ impl AuditRecord {
     pub fn with_batch(mut self, batch: &BatchHeader) -> Self {
         self.batch_id = Some(batch.batch_id.clone());
         self.generation = Some(batch.generation);
+        self.model_version = batch.model_version.clone();
         self
     }
 
@@ -193,6 +198,7 @@ impl AuditRecord {
             detail: Some(detail),
             batch_id: None,
             generation: None,
+            model_version: None,
             supersedes_batch_id: None,
             supersedes_batch_state: None,
             active_batch_id: None,

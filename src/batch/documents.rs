@@ -46,6 +46,10 @@ pub struct BatchHeader {
     pub counter_shards: u64,
     /// Failure policy: the batch ends FAILED when more than this fraction of its items failed.
     pub tolerated_failed_fraction: f64,
+    /// The domain's version of what handles the items (see `BatchDomain::model_version`), as it was
+    /// when the batch was created; absent in headers written before it existed.
+    #[serde(default)]
+    pub model_version: Option<String>,
     #[serde(with = "firestore::serialize_as_timestamp")]
     pub created_at: FirestoreInstant,
     #[serde(default, with = "firestore::serialize_as_optional_timestamp")]

@@ -33,6 +33,14 @@ pub trait BatchDomain: Send + Sync + 'static {
     /// batch, which completes at once.
     fn list_items(&self, game_date: GameDate) -> impl Future<Output = Result<Vec<String>, DomainError>> + Send;
 
+    /// The version of what will handle the items of `game_date` (a model and its parameters, say).
+    /// The engine records it on the batch header when it creates the batch, so a new version shows as
+    /// a new batch, not as silently different results. `None` (the default): the domain has none.
+    fn model_version(&self, game_date: GameDate) -> impl Future<Output = Result<Option<String>, DomainError>> + Send {
+        let _ = game_date;
+        async { Ok(None) }
+    }
+
     /// Moves the staged results of a finished batch into place. Called once per batch by the finalize
     /// claim holder, but again after a crash or lease takeover, so it must be idempotent; and it must
     /// never let an older generation overwrite a newer one's results. Older results may be marked

@@ -160,6 +160,7 @@ impl<D: BatchDomain> BatchEngine<D> {
         if let Some(bad) = items.iter().find(|item| validate_document_id("item", item).is_err()) {
             return Err(EngineError::InvalidItem(bad.clone()));
         }
+        let model_version = self.domain.model_version(trigger.game_date).await?;
         let spec = NewBatch {
             trigger: trigger.clone(),
             trigger_message_id: message_id.to_string(),
@@ -168,6 +169,7 @@ impl<D: BatchDomain> BatchEngine<D> {
             counter_shards: self.settings.counter_shards,
             shard_sizes: shard_sizes(&items, self.settings.counter_shards),
             tolerated_failed_fraction: self.settings.tolerated_failed_fraction,
+            model_version,
             retention: self.settings.retention(),
         };
         let (header, created, superseded) = match self.store.begin_batch(&spec).await? {

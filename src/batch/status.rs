@@ -30,6 +30,8 @@ pub struct BatchStatus {
     pub failure_reason: Option<String>,
     /// Done / expected when the batch was finalized (0-1); `None` before.
     pub coverage: Option<f64>,
+    /// The domain's version recorded when the batch was created (`None` when it has none).
+    pub model_version: Option<String>,
 }
 
 /// The JSON document `status --json` prints.
@@ -79,6 +81,7 @@ impl BatchStatus {
             superseded_by: header.superseded_by,
             failure_reason: header.failure_reason,
             coverage: header.coverage,
+            model_version: header.model_version,
         }
     }
 }

@@ -42,6 +42,8 @@ struct AuditEntry {
     detail: Option<String>,
     batch_id: Option<String>,
     generation: Option<u64>,
+    /// The version the domain recorded on the batch (the NBA model and its calibration map).
+    model_version: Option<String>,
     supersedes_batch_id: Option<String>,
     supersedes_batch_state: Option<BatchState>,
     active_batch_id: Option<String>,
@@ -67,6 +69,7 @@ impl From<AuditRecord> for AuditEntry {
             detail: r.detail,
             batch_id: r.batch_id,
             generation: r.generation,
+            model_version: r.model_version,
             supersedes_batch_id: r.supersedes_batch_id,
             supersedes_batch_state: r.supersedes_batch_state,
             active_batch_id: r.active_batch_id,

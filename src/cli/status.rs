@@ -10,7 +10,7 @@ use props_pipeline::batch::store::BatchStore;
 use props_pipeline::messages::GameDate;
 
 use super::args::FirestoreOnly;
-use super::output::{self, Column, outln};
+use super::output::{self, Column, dash, outln};
 use super::{Exit, exit};
 
 #[derive(Debug, Args)]
@@ -162,6 +162,7 @@ fn table(batches: &[BatchStatus]) -> String {
         Column::right("TOTAL"),
         Column::right("COVERAGE"),
         Column::left("CREATED", 30),
+        Column::left("MODEL", 30),
     ];
     let rows = batches.iter().map(|b| {
         vec![
@@ -176,6 +177,7 @@ fn table(batches: &[BatchStatus]) -> String {
             b.expected.to_string(),
             percent(b.coverage),
             b.created_at.clone(),
+            dash(b.model_version.as_deref()),
         ]
     });
     output::table(&columns, rows)

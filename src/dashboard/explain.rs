@@ -39,10 +39,12 @@ pub fn timeline(header: &BatchHeader, trigger: Option<&AuditRecord>, exported: O
         }
         events.push(event(Some(record.recorded_at), what));
     }
-    events.push(event(
-        Some(header.created_at),
-        format!("batch created, generation {}: {} items expected", header.generation, header.expected_count),
-    ));
+    let mut created =
+        format!("batch created, generation {}: {} items expected", header.generation, header.expected_count);
+    if let Some(version) = &header.model_version {
+        created.push_str(&format!(", model {version}"));
+    }
+    events.push(event(Some(header.created_at), created));
     if let Some(sealed) = header.sealed_at {
         events.push(event(
             Some(sealed),
@@ -86,6 +88,9 @@ pub fn timeline(header: &BatchHeader, trigger: Option<&AuditRecord>, exported: O
         let mut what = format!("finalized: {}", header.state);
         if let (Some(done), Some(failed)) = (header.done_count, header.failed_count) {
             what.push_str(&format!(", {done} done, {failed} failed"));
+        }
+        if let Some(skipped) = header.skipped_count.filter(|&n| n > 0) {
+            what.push_str(&format!(", {skipped} skipped"));
         }
         if let Some(reason) = &header.failure_reason {
             what.push_str(&format!(" ({reason})"));
@@ -228,6 +233,7 @@ mod tests {
             expected_count: 10,
             counter_shards: 8,
             tolerated_failed_fraction: 0.1,
+            model_version: None,
             created_at: at(0),
             sealed_at: Some(at(2)),
             finalize_claim: None,
@@ -305,6 +311,11 @@ mod tests {
         assert!(steps[1].starts_with("fan-out sealed: 10 requests"));
         assert_eq!(steps[2], "finalized: COMPLETE, 9 done, 1 failed");
         assert_eq!(steps[4], "exported to out/x.json");
+        complete.skipped_count = Some(2);
+        complete.model_version = Some("m-3".into());
+        let steps: Vec<String> = timeline(&complete, None, None).into_iter().map(|e| e.what).collect();
+        assert_eq!(steps[0], "batch created, generation 2: 10 items expected, model m-3");
+        assert_eq!(steps[2], "finalized: COMPLETE, 9 done, 1 failed, 2 skipped");
         let running: Vec<_> = timeline(&header(BatchState::Running), None, None);
         assert_eq!(running.len(), 2);
     }

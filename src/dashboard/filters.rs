@@ -194,8 +194,11 @@ fn state_names() -> String {
 /// `/batches/{id}`: which of its unfinished items to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ItemFilter {
-    /// Only failed items (otherwise pending and failed).
+    /// Only failed items (with `skipped_only`: failed and skipped).
     pub failed_only: bool,
+    /// Only skipped items (with `failed_only`: failed and skipped). Neither: every unfinished or
+    /// declined item (pending, failed, skipped).
+    pub skipped_only: bool,
     /// List items after this id (id order).
     pub after: Option<String>,
     pub limit: u32,
@@ -203,15 +206,33 @@ pub struct ItemFilter {
 
 impl ItemFilter {
     pub fn parse(query: Option<&str>) -> Result<Self, FilterError> {
-        let params = Params::parse(query, &["failed", "cursor", "limit"])?;
+        let params = Params::parse(query, &["failed", "skipped", "cursor", "limit"])?;
         let after = params.cursor(|text| is_id(text).then(|| text.to_string()))?;
-        Ok(Self { failed_only: params.flag("failed")?, after, limit: params.limit()? })
+        Ok(Self {
+            failed_only: params.flag("failed")?,
+            skipped_only: params.flag("skipped")?,
+            after,
+            limit: params.limit()?,
+        })
+    }
+
+    /// The marker statuses listed (the values stored in `items/{item}.status`).
+    pub fn statuses(&self) -> Vec<&'static str> {
+        match (self.failed_only, self.skipped_only) {
+            (false, false) => vec!["pending", "failed", "skipped"],
+            (true, false) => vec!["failed"],
+            (false, true) => vec!["skipped"],
+            (true, true) => vec!["failed", "skipped"],
+        }
     }
 
     pub fn query_string(&self, after: Option<&str>) -> String {
         let mut query = form_urlencoded::Serializer::new(String::new());
         if self.failed_only {
             query.append_pair("failed", "1");
+        }
+        if self.skipped_only {
+            query.append_pair("skipped", "1");
         }
         if self.limit != DEFAULT_PAGE_SIZE {
             query.append_pair("limit", &self.limit.to_string());
@@ -423,7 +444,17 @@ mod tests {
     #[test]
     fn item_filters() {
         let filter = ItemFilter::parse(Some("failed=1&cursor=player0042&limit=10")).unwrap();
-        assert_eq!(filter, ItemFilter { failed_only: true, after: Some("player0042".into()), limit: 10 });
+        assert_eq!(
+            filter,
+            ItemFilter { failed_only: true, skipped_only: false, after: Some("player0042".into()), limit: 10 }
+        );
+        assert_eq!(filter.statuses(), vec!["failed"]);
+        let skipped = ItemFilter::parse(Some("skipped=1")).unwrap();
+        assert_eq!(skipped.statuses(), vec!["skipped"]);
+        assert_eq!(ItemFilter::parse(Some(&skipped.query_string(None))).unwrap(), skipped);
+        assert_eq!(ItemFilter::parse(Some("failed=1&skipped=1")).unwrap().statuses(), vec!["failed", "skipped"]);
+        assert_eq!(ItemFilter::parse(None).unwrap().statuses(), vec!["pending", "failed", "skipped"]);
+        assert!(ItemFilter::parse(Some("skipped=yes")).is_err());
         assert_eq!(ItemFilter::parse(Some(&filter.query_string(Some("p9")))).unwrap().after.as_deref(), Some("p9"));
         assert!(ItemFilter::parse(Some("failed=maybe")).is_err());
         assert!(ItemFilter::parse(Some("cursor=a/b")).is_err(), "not an id");

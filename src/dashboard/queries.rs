@@ -279,7 +279,7 @@ pub struct ItemPage {
     pub next_cursor: Option<String>,
 }
 
-/// Pending and failed items (or failed only) of a batch in id order: at most `limit + 1` markers.
+/// Pending, failed and skipped items (or the filter's) of a batch in id order: at most `limit + 1` markers.
 pub async fn item_page(
     store: &BatchStore,
     batch_id: &str,
@@ -288,7 +288,7 @@ pub async fn item_page(
 ) -> Result<ItemPage, StoreError> {
     let db = store.db();
     let parent = db.parent_path(BATCHES, batch_id).map_err(error("building a path"))?;
-    let statuses: Vec<&str> = if filter.failed_only { vec!["failed"] } else { vec!["pending", "failed"] };
+    let statuses = filter.statuses();
     let mut query = db
         .fluent()
         .select()

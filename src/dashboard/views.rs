@@ -65,6 +65,7 @@ pub struct BatchView {
     /// What the batch waits for and what the sweeper does next; `None` once final.
     pub explanation: Option<String>,
     pub failed_only: bool,
+    pub skipped_only: bool,
     pub items: ItemPage,
     pub lineage: Lineage,
 }
@@ -100,6 +101,7 @@ pub async fn batch(
         timeline: events,
         explanation,
         failed_only: items.failed_only,
+        skipped_only: items.skipped_only,
         items: item_page,
         lineage,
     }))

@@ -5,7 +5,7 @@ use firestore::FirestoreDb;
 
 use super::consolidate::consolidate;
 use super::inputs::worker_inputs;
-use super::model::{ModelConfig, ModelError, predict};
+use super::model::{ModelConfig, ModelError, league_model_version, predict};
 use super::store::{slate_header, slate_players};
 use crate::batch::documents::BatchHeader;
 use crate::batch::domain::{BatchDomain, ConsolidationReport, DomainError, ItemHandler, ItemOutcome};
@@ -45,6 +45,13 @@ impl BatchDomain for NbaDomain {
             )));
         }
         slate_players(self.db(), &date).await.map_err(storage)
+    }
+
+    /// The model version the slate's league context (its calibration map) gives every prediction of
+    /// the date, so the batch names the model that ran.
+    async fn model_version(&self, game_date: GameDate) -> Result<Option<String>, DomainError> {
+        let header = slate_header(self.db(), &game_date.to_string()).await.map_err(storage)?;
+        Ok(header.map(|h| league_model_version(&h.league)))
     }
 
     async fn consolidate(&self, batch: &BatchHeader) -> Result<ConsolidationReport, DomainError> {

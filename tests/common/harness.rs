@@ -24,7 +24,7 @@ use props_pipeline::topology::{Channel, ChannelKind};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::test_domain::{TestDomain, TestWorker};
+use super::test_domain::{SkippingWorker, TestDomain, TestWorker};
 use super::{TestEnv, fast_retry_policy};
 
 pub const DATE: &str = "2024-04-22";
@@ -120,6 +120,17 @@ impl Harness {
 
     pub fn run_worker(&mut self, failing: &[&str]) {
         let worker = TestWorker { store: self.store.clone(), failing: failing.iter().map(|s| s.to_string()).collect() };
+        let role = WorkerRole::new(Arc::new(worker), self.env.pubsub.clone(), self.env.topics.completion_topic.clone());
+        self.consume(ChannelKind::Request, role);
+    }
+
+    /// Like [`Self::run_worker`], and the items in `skipping` are skipped with a reason.
+    pub fn run_worker_skipping(&mut self, failing: &[&str], skipping: &[&str]) {
+        let set = |names: &[&str]| names.iter().map(|s| s.to_string()).collect();
+        let worker = SkippingWorker {
+            inner: TestWorker { store: self.store.clone(), failing: set(failing) },
+            skipping: set(skipping),
+        };
         let role = WorkerRole::new(Arc::new(worker), self.env.pubsub.clone(), self.env.topics.completion_topic.clone());
         self.consume(ChannelKind::Request, role);
     }

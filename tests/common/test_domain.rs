@@ -44,6 +44,8 @@ pub struct TestDomain {
     pub failing_consolidations: std::sync::atomic::AtomicU32,
     /// How long each consolidation waits after counting the call (a finalizer busy at shutdown).
     pub consolidation_delay_ms: std::sync::atomic::AtomicU64,
+    /// What `model_version` answers (the engine records it on each new batch's header).
+    pub model_version: Mutex<Option<String>>,
 }
 
 impl TestDomain {
@@ -53,6 +55,7 @@ impl TestDomain {
             items: Mutex::default(),
             failing_consolidations: Default::default(),
             consolidation_delay_ms: Default::default(),
+            model_version: Mutex::default(),
         }
     }
 
@@ -72,6 +75,10 @@ fn transient(e: impl std::fmt::Display) -> DomainError {
 impl BatchDomain for TestDomain {
     async fn list_items(&self, game_date: GameDate) -> Result<Vec<String>, DomainError> {
         Ok(self.items.lock().unwrap().get(&game_date).cloned().unwrap_or_default())
+    }
+
+    async fn model_version(&self, _: GameDate) -> Result<Option<String>, DomainError> {
+        Ok(self.model_version.lock().unwrap().clone())
     }
 
     async fn consolidate(&self, batch: &BatchHeader) -> Result<ConsolidationReport, DomainError> {
@@ -182,5 +189,20 @@ impl ItemHandler for TestWorker {
             Ok(()) => ItemOutcome::Done { predictions_count: 1 },
             Err(error) => ItemOutcome::Retry(error.to_string()),
         }
+    }
+}
+
+/// A [`TestWorker`] that declines the items in `skipping` with a reason (the skipped outcome).
+pub struct SkippingWorker {
+    pub inner: TestWorker,
+    pub skipping: HashSet<String>,
+}
+
+impl ItemHandler for SkippingWorker {
+    async fn handle_item(&self, request: &RequestMessage) -> ItemOutcome {
+        if self.skipping.contains(&request.player_lookup) {
+            return ItemOutcome::Skipped(format!("{} has too little data (test)", request.player_lookup));
+        }
+        self.inner.handle_item(request).await
     }
 }

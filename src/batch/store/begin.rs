@@ -30,6 +30,8 @@ pub struct NewBatch {
     /// they count down; empty when unknown (every completion then checks wholeness).
     pub shard_sizes: Vec<u64>,
     pub tolerated_failed_fraction: f64,
+    /// The domain's version for the batch (recorded on a new header; a resumed batch keeps its own).
+    pub model_version: Option<String>,
     pub retention: Duration,
 }
 
@@ -241,6 +243,7 @@ fn new_header(spec: &NewBatch, batch_id: &str, game_date: &str, generation: u64,
         expected_count: spec.expected_count,
         counter_shards: spec.counter_shards,
         tolerated_failed_fraction: spec.tolerated_failed_fraction,
+        model_version: spec.model_version.clone(),
         created_at: now,
         sealed_at: None,
         finalize_claim: None,

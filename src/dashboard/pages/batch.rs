@@ -22,7 +22,7 @@ const LIVE_SCRIPT: &str = r#"
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (s) {
         if (!s) { return; }
-        ['done', 'failed', 'pending', 'expected'].forEach(function (k) {
+        ['done', 'failed', 'skipped', 'pending', 'expected'].forEach(function (k) {
           document.getElementById(k).textContent = s[k];
         });
         var state = document.getElementById('state');
@@ -30,6 +30,7 @@ const LIVE_SCRIPT: &str = r#"
         state.className = 'state ' + s.state;
         document.getElementById('bar-done').style.width = pct(s.done, s.expected);
         document.getElementById('bar-failed').style.width = pct(s.failed, s.expected);
+        document.getElementById('bar-skipped').style.width = pct(s.skipped, s.expected);
         if (finals.indexOf(s.state) >= 0) {
           clearInterval(timer);
           document.getElementById('live').textContent = 'Final. Reload for the timeline and the export.';
@@ -62,6 +63,7 @@ pub fn render(view: &BatchView, filter: &ItemFilter, reads: u64) -> Markup {
                 p {
                     span #state class={ "state " (s.state.as_str()) } { (s.state.as_str()) }
                     " " span #done { (s.done) } " done, " span #failed { (s.failed) } " failed, "
+                    span #skipped { (s.skipped) } " skipped, "
                     span #pending { (s.pending) } " pending of " span #expected { (s.expected) }
                     " · coverage " (coverage(s.coverage))
                 }
@@ -74,6 +76,7 @@ pub fn render(view: &BatchView, filter: &ItemFilter, reads: u64) -> Markup {
                 dt { "Date" } dd { a href={ "/dates/" (s.game_date) } { (s.game_date) } }
                 dt { "Generation" } dd { (s.generation) }
                 dt { "Mode" } dd { (s.mode) }
+                dt { "Model version" } dd #model-version { (s.model_version.as_deref().unwrap_or("-")) }
                 dt { "Reason" } dd { (s.reason) }
                 dt { "Correlation id" } dd { (s.correlation_id) }
                 dt { "Created" } dd { (s.created_at) " (" (human(std::time::Duration::from_secs(view.row.age_secs))) " ago)" }
@@ -91,7 +94,7 @@ pub fn render(view: &BatchView, filter: &ItemFilter, reads: u64) -> Markup {
                     li { @if let Some(at) = &step.at { span.muted { (at) } " " } (step.what) }
                 }
             }
-            h2 { @if view.failed_only { "Failed items" } @else { "Pending and failed items" } }
+            h2 { (items_heading(view)) }
             (items(view, filter))
             h2 { "Lineage of " (s.game_date) }
             (lineage(&view.lineage, Some(id)))
@@ -106,13 +109,14 @@ fn items(view: &BatchView, filter: &ItemFilter) -> Markup {
     html! {
         form.filters #item-filter method="get" action={ "/batches/" (id) } {
             label { "Failed only" input #failed-only type="checkbox" name="failed" value="1" checked[view.failed_only]; }
+            label { "Skipped only" input #skipped-only type="checkbox" name="skipped" value="1" checked[view.skipped_only]; }
             button #apply-filter type="submit" { "Show" }
         }
         @if view.items.items.is_empty() {
             p #no-items { "None." }
         } @else {
             table #items {
-                thead { tr { th { "Item" } th { "Status" } th.num { "Attempts" } th.num { "Redrives" } th { "Error" } } }
+                thead { tr { th { "Item" } th { "Status" } th.num { "Attempts" } th.num { "Redrives" } th { "Error or reason skipped" } } }
                 tbody {
                     @for row in &view.items.items {
                         @let status = serde_json::to_value(row.marker.status).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
@@ -125,6 +129,16 @@ fn items(view: &BatchView, filter: &ItemFilter) -> Markup {
             }
         }
         (next_link(&format!("/batches/{id}"), next))
+    }
+}
+
+/// What the item table lists, by the filter (both boxes: failed and skipped).
+fn items_heading(view: &BatchView) -> &'static str {
+    match (view.failed_only, view.skipped_only) {
+        (false, false) => "Pending, failed and skipped items",
+        (true, false) => "Failed items",
+        (false, true) => "Skipped items",
+        (true, true) => "Failed and skipped items",
     }
 }
 

@@ -36,7 +36,7 @@ pub fn render(filter: &BatchFilter, page: &BatchPage, reads: u64) -> Markup {
                 table #batches {
                     thead { tr {
                         th { "Batch" } th { "Date" } th.num { "Gen" } th { "State" } th { "Progress" }
-                        th.num { "Done" } th.num { "Failed" } th.num { "Pending" } th.num { "Expected" }
+                        th.num { "Done" } th.num { "Failed" } th.num { "Skipped" } th.num { "Pending" } th.num { "Expected" }
                         th.num { "Coverage" } th.num { "Age" } th.num { "Duration" } th { "Superseded by" }
                     } }
                     tbody {
@@ -48,7 +48,7 @@ pub fn render(filter: &BatchFilter, page: &BatchPage, reads: u64) -> Markup {
                                 td.num { (s.generation) }
                                 td { (state_badge(s.state)) }
                                 td { (progress_bar(s, false)) }
-                                td.num { (s.done) } td.num { (s.failed) } td.num { (s.pending) } td.num { (s.expected) }
+                                td.num { (s.done) } td.num { (s.failed) } td.num.skipped { (s.skipped) } td.num { (s.pending) } td.num { (s.expected) }
                                 td.num { (coverage(s.coverage)) }
                                 td.num { (human(std::time::Duration::from_secs(row.age_secs))) }
                                 td.num { (human(std::time::Duration::from_secs(row.duration_secs))) }

@@ -16,7 +16,7 @@ th{background:#eef0f3;font-weight:600}td.num,th.num{text-align:right;font-varian
 .state.RUNNING,.state.PUBLISHING,.state.FINALIZING{background:#cfe3ff}.state.COMPLETE{background:#cdeccf}
 .state.FAILED{background:#f8d0cc}.state.SUPERSEDED{background:#ece3c8}
 .bar{display:flex;width:160px;height:10px;background:#e3e6ea;border-radius:2px;overflow:hidden}
-.bar.big{width:100%;height:18px}.bar .done{background:#3c9a4a}.bar .failed{background:#d0453a}
+.bar.big{width:100%;height:18px}.bar .done{background:#3c9a4a}.bar .failed{background:#d0453a}.bar .skipped{background:#b9a26a}
 form.filters{display:flex;gap:.8em;flex-wrap:wrap;align-items:end;margin-bottom:1em}form.filters label{display:flex;flex-direction:column;font-size:.85em}
 .cli{background:#fff;border-left:3px solid #1d232a;padding:.2em 1em}.cli pre{margin:.4em 0;white-space:pre-wrap}
 .note{background:#fff7d6;border-left:3px solid #d9a400;padding:.5em 1em}.error{background:#fde4e1;border-left:3px solid #d0453a;padding:.5em 1em}
@@ -70,14 +70,17 @@ fn percent(part: u64, whole: u64) -> String {
     if whole == 0 { "0%".into() } else { format!("{:.1}%", part as f64 * 100.0 / whole as f64) }
 }
 
-/// Done (green) and failed (red) as shares of the expected items; `ids` names the parts for live updates.
+/// Done (green), failed (red) and skipped (khaki) as shares of the expected items; `ids` names the parts for live updates.
 pub fn progress_bar(status: &BatchStatus, big: bool) -> Markup {
-    let title =
-        format!("{} done, {} failed, {} pending of {}", status.done, status.failed, status.pending, status.expected);
+    let title = format!(
+        "{} done, {} failed, {} skipped, {} pending of {}",
+        status.done, status.failed, status.skipped, status.pending, status.expected
+    );
     html! {
         div class=(if big { "bar big" } else { "bar" }) title=(title) {
             div.done id=[big.then_some("bar-done")] style={ "width:" (percent(status.done, status.expected)) } {}
             div.failed id=[big.then_some("bar-failed")] style={ "width:" (percent(status.failed, status.expected)) } {}
+            div.skipped id=[big.then_some("bar-skipped")] style={ "width:" (percent(status.skipped, status.expected)) } {}
         }
     }
 }

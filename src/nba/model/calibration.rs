@@ -105,15 +105,25 @@ impl Calibration {
 
     /// `props-model-2+cal.<hash>`: the code version and a hash of the fitted values, so two
     /// predictions with the same version were produced by the same map.
+    ///
+    /// Every prediction computes it, so it stays cheap: the FNV-1a 64 of the values' little-endian
+    /// bytes (the same hash as [`crate::batch::documents::fnv1a64`] over them, without collecting
+    /// them) and hex digits written by hand, one allocation in all.
     pub fn model_version(&self) -> String {
-        let mut bytes = Vec::new();
-        for c in &self.per_stat {
-            for value in [c.intercept, c.model_weight, c.market_weight] {
-                bytes.extend_from_slice(&value.to_bits().to_le_bytes());
-            }
+        let hash = self
+            .per_stat
+            .iter()
+            .flat_map(|c| [c.intercept, c.model_weight, c.market_weight])
+            .flat_map(|value| value.to_bits().to_le_bytes())
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+        let short = hash as u32;
+        let mut version = String::with_capacity(MODEL_VERSION.len() + 13);
+        version.push_str(MODEL_VERSION);
+        version.push_str("+cal.");
+        for shift in (0..8).rev() {
+            version.push(char::from(b"0123456789abcdef"[((short >> (4 * shift)) & 0xf) as usize]));
         }
-        let hash = crate::batch::documents::fnv1a64(&bytes);
-        format!("{MODEL_VERSION}+cal.{:08x}", hash as u32)
+        version
     }
 }
 
@@ -222,5 +232,14 @@ mod tests {
         assert_eq!(a.model_version(), a.clone().model_version());
         assert_ne!(a.model_version(), b.model_version());
         assert!(a.model_version().starts_with("props-model-2+cal."));
+        // The same string as hashing the collected bytes and formatting (how versions were made first).
+        let bytes: Vec<u8> = a
+            .per_stat
+            .iter()
+            .flat_map(|c| [c.intercept, c.model_weight, c.market_weight])
+            .flat_map(|v| v.to_bits().to_le_bytes())
+            .collect();
+        let hash = crate::batch::documents::fnv1a64(&bytes);
+        assert_eq!(a.model_version(), format!("{MODEL_VERSION}+cal.{:08x}", hash as u32));
     }
 }

@@ -47,7 +47,9 @@ pub use distributions::{
     neg_binomial_ln_pmf, normal_cdf, poisson_cdf, poisson_ln_pmf, prob_over,
 };
 pub use market::{confidence, devig, implied_probability, recommend, try_devig};
-pub use predict::{OFFERED_MIN_MINUTES, PlayerProjection, model_version, predict, price, project};
+pub use predict::{
+    OFFERED_MIN_MINUTES, PlayerProjection, league_model_version, model_version, predict, price, project,
+};
 
 /// Tuning knobs of the model; the defaults are the documented baseline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

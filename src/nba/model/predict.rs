@@ -171,6 +171,11 @@ pub fn model_version(calibration: Option<&Calibration>) -> String {
     calibration.map_or_else(|| MODEL_VERSION.to_string(), Calibration::model_version)
 }
 
+/// The version every prediction priced with `league` carries (the batch records it).
+pub fn league_model_version(league: &LeagueContext) -> String {
+    model_version(league.calibration())
+}
+
 #[cfg(test)]
 #[path = "predict_tests.rs"]
 mod tests;

@@ -220,3 +220,15 @@ fn rejects_bad_inputs() {
     let err = predict(&games, &entry(true, "MID", vec![]), &league(), &config);
     assert!(matches!(err, Err(ModelError::InvalidConfig(_))), "{err:?}");
 }
+
+#[test]
+fn the_league_context_names_the_version_its_predictions_carry() {
+    let games = history(10, 2, 30.0, |_| [18.0, 6.0, 3.0, 1.0]);
+    let e = entry(true, "MID", vec![line(Stat::Points, 17.5)]);
+    let raw = league();
+    assert_eq!(league_model_version(&raw), MODEL_VERSION, "no map: the code's version");
+    let calibrated = league().with_calibration(Calibration::identity(day(GAME_DAY)));
+    let p = predict(&games, &e, &calibrated, &ModelConfig::default()).expect("ok");
+    assert_eq!(p.model_version, league_model_version(&calibrated));
+    assert_ne!(league_model_version(&calibrated), league_model_version(&raw), "the map changes the version");
+}
