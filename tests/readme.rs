@@ -176,7 +176,7 @@ impl Workspace {
             .map(|(name, value)| format!("{name}={value}\n"))
             .collect();
         fs::write(dir.join(".emulators/env"), hosts).expect("write .emulators/env");
-        let binary_dir = Path::new(env!("CARGO_BIN_EXE_props-pipeline")).parent().expect("binary folder").to_owned();
+        let binary_dir = Path::new(common::BINARY).parent().expect("binary folder").to_owned();
         let path = format!("{}:{}", binary_dir.display(), std::env::var("PATH").unwrap_or_default());
         let mut env: Vec<(String, String)> = binary_env.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         env.extend(

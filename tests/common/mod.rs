@@ -13,6 +13,7 @@ pub mod ops;
 pub mod test_domain;
 
 use std::collections::HashMap;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -35,6 +36,18 @@ impl Received {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.data).into_owned()
     }
+}
+
+/// The `props-pipeline` binary cargo built for this test run.
+pub const BINARY: &str = env!("CARGO_BIN_EXE_props-pipeline");
+
+/// The real binary with stdin closed (no subcommand reads it) and the test process's environment:
+/// for a test that sets the project and emulators itself, or none. With a [`TestEnv`], use
+/// [`TestEnv::binary`]. A `tokio::process::Command` is `.into()` away.
+pub fn binary() -> Command {
+    let mut command = Command::new(BINARY);
+    command.stdin(Stdio::null());
+    command
 }
 
 fn emulator_host(var: &str) -> String {
@@ -154,6 +167,14 @@ impl TestEnv {
         let mut options = firestore::FirestoreDbOptions::new(self.gcp.project.clone());
         options.firebase_api_url = Some(format!("http://{host}"));
         firestore::FirestoreDb::with_options(options).await.expect("connect to a Firestore endpoint")
+    }
+
+    /// The real binary (see [`binary`]) on this test's project and emulators; the caller adds the
+    /// arguments and may override any variable.
+    pub fn binary(&self) -> Command {
+        let mut command = binary();
+        command.envs(self.binary_env());
+        command
     }
 
     /// Environment for running the real binary against this project.
