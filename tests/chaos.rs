@@ -16,9 +16,9 @@ mod common;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use common::TestEnv;
 use common::fleet::{Fleet, log_lines, raw_log_mentions};
-use common::nba::{data_dir, exported, wait_for};
+use common::nba::{data_dir, exported};
+use common::{TestEnv, poll_until, wait_for};
 use google_cloud_pubsub::model::Message;
 use props_pipeline::batch::documents::{BatchHeader, ItemStatus, batch_id_for};
 use props_pipeline::batch::state::BatchState;
@@ -151,23 +151,18 @@ async fn kills_duplicates_malformed_messages_and_a_regeneration_lose_nothing() {
     // when the emulator releases the dead stream's lease, which has been seen to take over 120 s
     // (the emulator gap in `TestEnv::clear_retry_policies`); Pub/Sub itself redelivers after the
     // ack deadline.
-    let dead_ids: HashSet<String> = {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-        loop {
-            let records = store.dead_letters(1000).await.unwrap();
-            let ids: HashSet<String> =
-                records.iter().filter(|r| !r.reason.is_empty()).map(|r| r.original_message_id.clone()).collect();
-            let missing: Vec<_> = malformed.iter().filter(|(_, id)| !ids.contains(id)).collect();
-            if missing.is_empty() {
-                break ids;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "malformed messages not in dead_letters after 300 s (topic, message id): {missing:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    };
+    let mut missing = Vec::new();
+    let dead_ids: Option<HashSet<String>> = poll_until(Duration::from_secs(300), async || {
+        let records = store.dead_letters(1000).await.unwrap();
+        let ids: HashSet<String> =
+            records.iter().filter(|r| !r.reason.is_empty()).map(|r| r.original_message_id.clone()).collect();
+        missing = malformed.iter().filter(|(_, id)| !ids.contains(id)).collect();
+        missing.is_empty().then_some(ids)
+    })
+    .await;
+    let dead_ids = dead_ids.unwrap_or_else(|| {
+        panic!("malformed messages not in dead_letters after 300 s (topic, message id): {missing:?}")
+    });
 
     // Graceful shutdown everywhere.
     for (name, status) in fleet.terminate_all().await {

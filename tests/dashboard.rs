@@ -28,7 +28,7 @@ async fn trigger(h: &Harness, mode: TriggerMode, reason: &str) -> String {
 }
 
 async fn wait_for_state(h: &Harness, batch_id: &str, state: BatchState) {
-    common::nba::wait_for("the batch state", Duration::from_secs(60), async || {
+    common::wait_for("the batch state", Duration::from_secs(60), async || {
         h.store.header(batch_id).await.unwrap().filter(|b| b.state == state).map(|_| ())
     })
     .await;
@@ -146,7 +146,7 @@ async fn a_person_watches_a_batch_finish_filters_its_failures_and_follows_a_rege
 
     // Audit and dead letters: a malformed trigger is rejected, recorded, and shown on both pages.
     h.env.publish(&h.env.topics.trigger_topic, "not json", &[]).await;
-    common::nba::wait_for("the dead letter", Duration::from_secs(60), async || {
+    common::wait_for("the dead letter", Duration::from_secs(60), async || {
         let (_, body) = http_get(addr, "/api/dead-letters?channel=trigger").ok()?;
         body.contains("\"channel\":\"trigger\"").then_some(())
     })

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::harness::{DATE, Harness, completion, date, items, trigger};
 use common::test_domain::{Prediction, consolidation_calls, predictions};
+use common::wait_for;
 use props_pipeline::batch::documents::{BatchHeader, ItemStatus, batch_id_for};
 use props_pipeline::batch::engine::{CompletionReport, FinalizeReport, TriggerReport};
 use props_pipeline::batch::roles::CompletionRole;
@@ -161,15 +162,11 @@ async fn trigger_redelivered_after_a_crash_mid_fan_out_resumes_the_same_batch() 
     harness.run_worker(&[]);
     harness.run_coordinator(&engine);
     // Let some of those 20 complete before the trigger comes back.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let done_before = loop {
+    let done_before = wait_for("workers completing some of the first requests", Duration::from_secs(60), async || {
         let done = harness.store.items_in(&header.batch_id, ItemStatus::Done).await.unwrap().len();
-        if done >= 5 || tokio::time::Instant::now() > deadline {
-            break done;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert!(done_before >= 5, "workers completed some of the first requests");
+        (done >= 5).then_some(done)
+    })
+    .await;
 
     let report = engine.start(&trigger_message, "t1").await.unwrap();
     let TriggerReport::Resumed { batch_id, republished } = report else { panic!("resumed, got {report:?}") };

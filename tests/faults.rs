@@ -28,9 +28,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::TestEnv;
 use common::fleet::{Fleet, log_lines, raw_log_mentions};
-use common::nba::{data_dir, exported, wait_for};
+use common::nba::{data_dir, exported};
+use common::{TestEnv, poll_until, wait_for};
 use grpc_faults::{Call, FaultKind, FaultProxy, Injected, Observer, Plan, Rule};
 use props_pipeline::batch::documents::{ItemStatus, batch_id_for};
 use props_pipeline::batch::state::BatchState;
@@ -161,7 +161,7 @@ async fn faults_and_outages_on_every_call_lose_nothing_and_dead_letter_nothing()
 
     // Convergence: the final generation completes and is announced. What was injected and
     // dead-lettered is printed whatever the outcome, to diagnose a failing seed.
-    let converged = until(Duration::from_secs(300), async || {
+    let converged = poll_until(Duration::from_secs(300), async || {
         store
             .header(&last_id)
             .await
@@ -295,20 +295,6 @@ impl Observer for LostPublishes {
         if call.method == "Publish" && call.fault == Some(FaultKind::LostAnswer) && to_topic {
             self.lost.fetch_add(1, Ordering::SeqCst);
         }
-    }
-}
-
-/// `check`'s first `Some` within `within`, polled every 250 ms; `None` after.
-async fn until<T>(within: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> Option<T> {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(value) = check().await {
-            return Some(value);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::harness::{DATE, Harness, NoExporter, completion, date, items, trigger};
 use common::test_domain::{TestWorker, consolidation_calls};
-use common::{TestEnv, fast_retry_policy};
+use common::{TestEnv, fast_retry_policy, wait_for};
 use firestore::{FirestoreDb, FirestoreInstant};
 use props_pipeline::batch::dead_letters::DeadLetterRecord;
 use props_pipeline::batch::documents::{ItemStatus, batch_id_for};
@@ -156,11 +156,11 @@ async fn a_finalize_claim_held_at_shutdown_is_released_for_the_next_instance() {
     // A redelivered completion reaches "a", which claims the batch and starts consolidating.
     let completion_topic = harness.env.topics.completion_topic.clone();
     harness.env.publish(&completion_topic, completion(&header, "player0000").to_json(), &[]).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while harness.store.header(&batch_id).await.unwrap().unwrap().state != BatchState::Finalizing {
-        assert!(tokio::time::Instant::now() < deadline, "instance a never claimed the batch");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for("instance a claiming the batch", Duration::from_secs(30), async || {
+        let header = harness.store.header(&batch_id).await.unwrap().unwrap();
+        (header.state == BatchState::Finalizing).then_some(())
+    })
+    .await;
 
     shutdown.cancel();
     run.await.expect("runner task").expect("runner stops cleanly");

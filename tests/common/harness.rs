@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::test_domain::{TestDomain, TestWorker};
-use super::{TestEnv, fast_retry_policy};
+use super::{TestEnv, fast_retry_policy, wait_for};
 
 pub const DATE: &str = "2024-04-22";
 
@@ -170,17 +170,12 @@ impl Harness {
     }
 
     pub async fn wait_for_final(&self, batch_id: &str, within: Duration) -> BatchHeader {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            if let Some(header) = self.store.header(batch_id).await.expect("read header")
-                && header.state.is_final()
-                && (header.state != BatchState::Complete || header.ready_message_id.is_some())
-            {
-                return header;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "batch {batch_id} not final within {within:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_for(&format!("batch {batch_id} final (and announced if complete)"), within, async || {
+            let header = self.store.header(batch_id).await.expect("read header")?;
+            (header.state.is_final() && (header.state != BatchState::Complete || header.ready_message_id.is_some()))
+                .then_some(header)
+        })
+        .await
     }
 
     pub async fn ready_events(&self, within: Duration) -> Vec<ReadyMessage> {

@@ -24,6 +24,29 @@ use props_pipeline::setup::{SetupReport, ensure_topology};
 use props_pipeline::topology::Topology;
 use rand::Rng;
 
+/// How often [`poll_until`] (and so [`wait_for`]) looks again.
+const POLL_EVERY: Duration = Duration::from_millis(250);
+
+/// `check`'s first `Some`, asked every 250 ms; `None` once `within` passed (the caller says what that
+/// means: a test that reports what it saw, or takes whatever is there).
+pub async fn poll_until<T>(within: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+/// `check`'s first `Some`, asked every 250 ms; fails the test with `what` once `within` passed.
+pub async fn wait_for<T>(what: &str, within: Duration, check: impl AsyncFnMut() -> Option<T>) -> T {
+    poll_until(within, check).await.unwrap_or_else(|| panic!("{what} did not happen within {within:?}"))
+}
+
 /// A received message, as the tests look at it.
 #[derive(Debug, Clone)]
 pub struct Received {

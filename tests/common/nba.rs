@@ -19,21 +19,10 @@ use props_pipeline::runner::{Role, Roles};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{TestEnv, fast_retry_policy};
+use super::{TestEnv, fast_retry_policy, wait_for};
 
 pub fn data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nba")
-}
-
-pub async fn wait_for<T>(what: &str, within: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{what} did not happen within {within:?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 pub async fn final_header(store: &BatchStore, batch_id: &str) -> BatchHeader {
