@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use common::fleet::{Fleet, log_lines, raw_log_mentions};
-use common::nba::{data_dir, exported};
+use common::nba::{exported, load_roster_slate};
 use common::{TestEnv, poll_until, wait_for};
 use google_cloud_pubsub::model::Message;
 use props_pipeline::batch::documents::{BatchHeader, ItemStatus, batch_id_for};
@@ -25,8 +25,6 @@ use props_pipeline::batch::state::BatchState;
 use props_pipeline::batch::store::BatchStore;
 use props_pipeline::config::SubscriptionPolicy;
 use props_pipeline::messages::{TriggerMessage, TriggerMode};
-use props_pipeline::nba::data::{load_logs, roster_slate};
-use props_pipeline::nba::load::{load, load_slate};
 use props_pipeline::nba::store::current_predictions;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -65,12 +63,7 @@ async fn kills_duplicates_malformed_messages_and_a_regeneration_lose_nothing() {
     let tap = env.create_subscription("chaos-completions-tap", &env.topics.completion_topic).await;
     let db = env.firestore().await;
     let store = BatchStore::new(db.clone());
-    let logs = load_logs(&data_dir(), false, &mut |_| {}).expect("the real game logs load").logs;
-    load(&db, &logs, &[], &mut |_| {}).await.expect("load player logs");
-    let date = DATE.parse().expect("valid date");
-    let slate = roster_slate(&logs, date, 10, PLAYERS);
-    assert_eq!(slate.len(), PLAYERS, "the data has {PLAYERS} players with 10+ games");
-    load_slate(&db, &logs, date, slate).await.expect("load the fixture slate");
+    load_roster_slate(&db, DATE, PLAYERS).await;
 
     let mut fleet = Fleet::new(&env, seed);
     fleet.add("coordinator-a", &["run", "coordinator", "dead-letter", "sweeper"]);

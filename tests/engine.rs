@@ -90,11 +90,9 @@ async fn every_completion_three_times_shuffled_counts_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twin_completions_of_one_item_record_once_and_the_loser_sees_a_duplicate() {
     let harness = Harness::new("engine-twins").await;
-    harness.domain.set_items(date(), items(20));
     let engine = harness.engine(EngineSettings::default());
-    engine.start(&trigger(TriggerMode::Start), "t1").await.unwrap();
-    let batch_id = batch_id_for(DATE, "t1");
-    let header = harness.store.header(&batch_id).await.unwrap().unwrap();
+    let header = harness.start_batch(&engine, 20).await;
+    let batch_id = header.batch_id.clone();
     for item in items(20) {
         let twin = completion(&header, &item);
         let (a, b) = tokio::join!(
@@ -115,11 +113,9 @@ async fn twin_completions_of_one_item_record_once_and_the_loser_sees_a_duplicate
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_duplicate_of_the_last_completion_changes_nothing() {
     let harness = Harness::new("engine-late").await;
-    harness.domain.set_items(date(), items(3));
     let engine = harness.engine(EngineSettings::default());
-    engine.start(&trigger(TriggerMode::Start), "t1").await.unwrap();
-    let batch_id = batch_id_for(DATE, "t1");
-    let header = harness.store.header(&batch_id).await.unwrap().unwrap();
+    let header = harness.start_batch(&engine, 3).await;
+    let batch_id = header.batch_id.clone();
     for item in items(3) {
         engine.complete(&completion(&header, &item)).await.unwrap();
     }

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::fleet::{Fleet, log_lines, raw_log_mentions};
-use common::nba::{data_dir, exported};
+use common::nba::{exported, load_roster_slate};
 use common::{TestEnv, poll_until, wait_for};
 use grpc_faults::{Call, FaultKind, FaultProxy, Injected, Observer, Plan, Rule};
 use props_pipeline::batch::documents::{ItemStatus, batch_id_for};
@@ -37,8 +37,6 @@ use props_pipeline::batch::state::BatchState;
 use props_pipeline::batch::store::BatchStore;
 use props_pipeline::config::SubscriptionPolicy;
 use props_pipeline::messages::{ReadyMessage, TriggerMessage, TriggerMode};
-use props_pipeline::nba::data::{load_logs, roster_slate};
-use props_pipeline::nba::load::{load, load_slate};
 use props_pipeline::nba::store::current_predictions;
 
 /// A date after the last game in the data: the slate is a fixture of real players (see `roster_slate`).
@@ -92,12 +90,7 @@ async fn faults_and_outages_on_every_call_lose_nothing_and_dead_letter_nothing()
     let ready_tap = env.create_subscription("faults-ready-tap", &env.topics.ready_topic).await;
     let db = env.firestore().await;
     let store = BatchStore::new(db.clone());
-    let logs = load_logs(&data_dir(), false, &mut |_| {}).expect("the real game logs load").logs;
-    load(&db, &logs, &[], &mut |_| {}).await.expect("load player logs");
-    let date = DATE.parse().expect("valid date");
-    let slate = roster_slate(&logs, date, 10, PLAYERS);
-    assert_eq!(slate.len(), PLAYERS, "the data has {PLAYERS} players with 10+ games");
-    load_slate(&db, &logs, date, slate).await.expect("load the fixture slate");
+    load_roster_slate(&db, DATE, PLAYERS).await;
 
     // The test itself (setup above, checks below) talks to the emulators directly.
     // Knobs to tell apart what a failing seed suffers from: each service's rate, and the outages.

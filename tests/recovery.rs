@@ -245,10 +245,8 @@ async fn two_generations_ready_events_interleaved_leave_the_newest_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_dead_letter_counts_one_redrive_and_the_cap_fails_the_item() {
     let harness = Harness::new("recover-redrive-cap").await;
-    harness.domain.set_items(date(), items(2));
     let engine = harness.engine(EngineSettings { max_item_redrives: 2, ..Default::default() });
-    engine.start(&trigger(TriggerMode::Start), "t1").await.unwrap();
-    let header = harness.store.header(&batch_id_for(DATE, "t1")).await.unwrap().unwrap();
+    let header = harness.start_batch(&engine, 2).await;
     let request = RequestMessage {
         batch_id: header.batch_id.clone(),
         generation: header.generation,
@@ -282,11 +280,9 @@ async fn one_dead_letter_counts_one_redrive_and_the_cap_fails_the_item() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_claims_on_the_header_end_with_exactly_one_holder_and_no_error() {
     let harness = Harness::new("recover-claim-race").await;
-    harness.domain.set_items(date(), items(3));
     let engine = harness.engine(EngineSettings::default());
-    engine.start(&trigger(TriggerMode::Start), "t1").await.unwrap();
-    let batch_id = batch_id_for(DATE, "t1");
-    let header = harness.store.header(&batch_id).await.unwrap().unwrap();
+    let header = harness.start_batch(&engine, 3).await;
+    let batch_id = header.batch_id.clone();
     for item in items(3) {
         harness.store.record_completion(&completion(&header, &item), header.counter_shards).await.unwrap();
     }

@@ -77,6 +77,13 @@ impl Harness {
         ))
     }
 
+    /// A batch of `count` items for [`DATE`], started on `engine` by trigger message "t1": its header.
+    pub async fn start_batch(&self, engine: &BatchEngine<TestDomain>, count: usize) -> BatchHeader {
+        self.domain.set_items(date(), items(count));
+        engine.start(&trigger(TriggerMode::Start), "t1").await.expect("start the batch");
+        self.store.header(&batch_id_for(DATE, "t1")).await.expect("read header").expect("the batch exists")
+    }
+
     pub fn channel(&self, kind: ChannelKind) -> Channel {
         self.env.topology.channel(kind).clone()
     }
