@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -117,12 +116,7 @@ async fn every_trigger_is_recorded_once_with_its_outcome_and_the_consolidation_c
 
     // The command lists them, newest first, and filters by date.
     let run = |args: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_props-pipeline"))
-            .arg("audit")
-            .args(args)
-            .envs(harness.env.binary_env())
-            .output()
-            .expect("run props-pipeline audit");
+        let output = harness.env.binary().arg("audit").args(args).output().expect("run props-pipeline audit");
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8_lossy(&output.stdout).into_owned()
     };

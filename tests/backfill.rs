@@ -23,8 +23,10 @@ const ARGS: [&str; 9] =
     ["backfill", "--from", "2023-05-16", "--to", "2023-05-19", "--reason", "rebuild May", "--max-in-flight", "1"];
 
 fn backfill(nba: &NbaEnv, extra: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_props-pipeline"));
-    command.args(ARGS).args(extra).envs(nba.env.binary_env()).kill_on_drop(true);
+    let mut command = nba.env.binary();
+    command.args(ARGS).args(extra);
+    let mut command = Command::from(command);
+    command.kill_on_drop(true);
     command
 }
 

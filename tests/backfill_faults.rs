@@ -26,9 +26,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{Datelike, NaiveDate};
 use common::TestEnv;
-use common::fault_fleet::{Injectors, OUTAGE, RPC_TIMEOUT_SECS, env_or, subscription_policy, until};
+use common::fault_fleet::{Injectors, OUTAGE, RPC_TIMEOUT_SECS, env_or, subscription_policy};
 use common::fleet::{Fleet, raw_log_mentions};
 use common::nba::data_dir;
+use common::poll_until as until;
 use grpc_faults::Rule;
 use props_pipeline::batch::documents::BatchHeader;
 use props_pipeline::batch::state::BatchState;

@@ -16,17 +16,15 @@ mod common;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use common::TestEnv;
 use common::fleet::{Fleet, log_lines, raw_log_mentions};
-use common::nba::{data_dir, exported, wait_for};
+use common::nba::{exported, load_roster_slate};
+use common::{TestEnv, poll_until, wait_for};
 use google_cloud_pubsub::model::Message;
 use props_pipeline::batch::documents::{BatchHeader, ItemStatus, batch_id_for};
 use props_pipeline::batch::state::BatchState;
 use props_pipeline::batch::store::BatchStore;
 use props_pipeline::config::SubscriptionPolicy;
 use props_pipeline::messages::{TriggerMessage, TriggerMode};
-use props_pipeline::nba::data::{load_logs, roster_slate};
-use props_pipeline::nba::load::{load, load_slate};
 use props_pipeline::nba::store::current_predictions;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -65,12 +63,7 @@ async fn kills_duplicates_malformed_messages_and_a_regeneration_lose_nothing() {
     let tap = env.create_subscription("chaos-completions-tap", &env.topics.completion_topic).await;
     let db = env.firestore().await;
     let store = BatchStore::new(db.clone());
-    let logs = load_logs(&data_dir(), false, &mut |_| {}).expect("the real game logs load").logs;
-    load(&db, &logs, &[], &mut |_| {}).await.expect("load player logs");
-    let date = DATE.parse().expect("valid date");
-    let slate = roster_slate(&logs, date, 10, PLAYERS);
-    assert_eq!(slate.len(), PLAYERS, "the data has {PLAYERS} players with 10+ games");
-    load_slate(&db, &logs, date, slate).await.expect("load the fixture slate");
+    load_roster_slate(&db, DATE, PLAYERS).await;
 
     let mut fleet = Fleet::new(&env, seed);
     fleet.add("coordinator-a", &["run", "coordinator", "dead-letter", "sweeper"]);
@@ -151,23 +144,18 @@ async fn kills_duplicates_malformed_messages_and_a_regeneration_lose_nothing() {
     // when the emulator releases the dead stream's lease, which has been seen to take over 120 s
     // (the emulator gap in `TestEnv::clear_retry_policies`); Pub/Sub itself redelivers after the
     // ack deadline.
-    let dead_ids: HashSet<String> = {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-        loop {
-            let records = store.dead_letters(1000).await.unwrap();
-            let ids: HashSet<String> =
-                records.iter().filter(|r| !r.reason.is_empty()).map(|r| r.original_message_id.clone()).collect();
-            let missing: Vec<_> = malformed.iter().filter(|(_, id)| !ids.contains(id)).collect();
-            if missing.is_empty() {
-                break ids;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "malformed messages not in dead_letters after 300 s (topic, message id): {missing:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    };
+    let mut missing = Vec::new();
+    let dead_ids: Option<HashSet<String>> = poll_until(Duration::from_secs(300), async || {
+        let records = store.dead_letters(1000).await.unwrap();
+        let ids: HashSet<String> =
+            records.iter().filter(|r| !r.reason.is_empty()).map(|r| r.original_message_id.clone()).collect();
+        missing = malformed.iter().filter(|(_, id)| !ids.contains(id)).collect();
+        missing.is_empty().then_some(ids)
+    })
+    .await;
+    let dead_ids = dead_ids.unwrap_or_else(|| {
+        panic!("malformed messages not in dead_letters after 300 s (topic, message id): {missing:?}")
+    });
 
     // Graceful shutdown everywhere.
     for (name, status) in fleet.terminate_all().await {

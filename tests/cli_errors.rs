@@ -8,9 +8,19 @@ use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
+use common::TestEnv;
+
+/// The binary without the emulators of the test's environment: each test sets the hosts it means.
 fn binary() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_props-pipeline"));
+    let mut command = common::binary();
     command.env("PROPS_LOG_FORMAT", "text").env_remove("PUBSUB_EMULATOR_HOST").env_remove("FIRESTORE_EMULATOR_HOST");
+    command
+}
+
+/// The binary on `env`'s project and emulators.
+fn binary_on(env: &TestEnv) -> Command {
+    let mut command = env.binary();
+    command.env("PROPS_LOG_FORMAT", "text");
     command
 }
 
@@ -62,8 +72,8 @@ fn an_unreachable_pubsub_emulator_fails_at_once_naming_host_and_variable() {
 
 #[tokio::test]
 async fn a_trigger_in_a_project_never_set_up_says_to_run_setup() {
-    let env = common::TestEnv::new("nosetup").await;
-    let output = binary().args(["trigger", "--game-date", "2025-06-22"]).envs(env.binary_env()).output().expect("run");
+    let env = TestEnv::new("nosetup").await;
+    let output = binary_on(&env).args(["trigger", "--game-date", "2025-06-22"]).output().expect("run");
     let line = error_line(&output);
     assert!(line.contains("run `props-pipeline setup`"), "{line}");
     assert_eq!(line.matches("not found").count(), 1, "the server's message once: {line}");
@@ -71,10 +81,10 @@ async fn a_trigger_in_a_project_never_set_up_says_to_run_setup() {
 
 #[tokio::test]
 async fn a_busy_http_port_says_how_to_choose_another() {
-    let env = common::TestEnv::new("busyport").await;
+    let env = TestEnv::new("busyport").await;
     let busy = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = busy.local_addr().expect("addr").to_string();
-    let output = binary().args(["run", "worker", "--http-addr", &addr]).envs(env.binary_env()).output().expect("run");
+    let output = binary_on(&env).args(["run", "worker", "--http-addr", &addr]).output().expect("run");
     drop(busy);
     let line = error_line(&output);
     assert!(line.contains(&addr) && line.contains("in use"), "{line}");
@@ -131,14 +141,9 @@ fn each_command_lists_only_the_flags_it_uses() {
 
 #[tokio::test]
 async fn a_closed_stdout_ends_the_command_quietly() {
-    let env = common::TestEnv::new("pipe").await;
-    let mut child = binary()
-        .args(["status"])
-        .envs(env.binary_env())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run");
+    let env = TestEnv::new("pipe").await;
+    let mut child =
+        binary_on(&env).args(["status"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run");
     // Close the reading end before the command prints, as `| head` does once it has its lines.
     drop(child.stdout.take());
     let output = child.wait_with_output().expect("wait");

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{TestEnv, fast_retry_policy};
+use common::{TestEnv, fast_retry_policy, poll_until};
 use props_pipeline::config::ConsumerSettings;
 use props_pipeline::consumer::{
     Consumer, ConsumerTarget, Delivery, MessageHandler, ORIGINAL_MESSAGE_ID, Outcome, REJECT_REASON,
@@ -155,10 +155,7 @@ async fn two_thousand_messages_with_transient_failures_are_all_handled() {
     let handler = Arc::new(Flaky { rng: Mutex::new(StdRng::seed_from_u64(7)), handled: Mutex::default() });
     let settings = ConsumerSettings { concurrency: 8, ..Default::default() };
     let (shutdown, task) = start(&env, &channel, settings, SharedFlaky(Arc::clone(&handler)));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
-    while handler.handled.lock().unwrap().len() < COUNT && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    poll_until(Duration::from_secs(240), async || (handler.handled.lock().unwrap().len() >= COUNT).then_some(())).await;
     shutdown.cancel();
     let stats = task.await.unwrap();
 
@@ -197,10 +194,7 @@ async fn shutdown_abandons_handlers_still_running_after_the_grace_period() {
     let seen = Arc::new(Mutex::new(HashSet::new()));
     let settings = ConsumerSettings { concurrency: 4, shutdown_grace_secs: 1, ..Default::default() };
     let (shutdown, task) = start(&env, &channel, settings, Stuck(Arc::clone(&seen)));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while seen.lock().unwrap().len() < 3 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    poll_until(Duration::from_secs(30), async || (seen.lock().unwrap().len() >= 3).then_some(())).await;
     assert_eq!(seen.lock().unwrap().len(), 3, "all three messages reached the handler");
 
     let stopping = tokio::time::Instant::now();

@@ -29,7 +29,7 @@ async fn trigger(h: &Harness, mode: TriggerMode, reason: &str) -> String {
 }
 
 async fn wait_for_state(h: &Harness, batch_id: &str, state: BatchState) {
-    common::nba::wait_for("the batch state", Duration::from_secs(60), async || {
+    common::wait_for("the batch state", Duration::from_secs(60), async || {
         h.store.header(batch_id).await.unwrap().filter(|b| b.state == state).map(|_| ())
     })
     .await;
@@ -63,7 +63,7 @@ async fn a_person_watches_a_batch_finish_filters_its_failures_and_follows_a_rege
     // No worker yet: the batch waits RUNNING with every item pending.
     wait_for_state(&h, &first, BatchState::Running).await;
 
-    let dashboard = Process::start(&["dashboard", "--http-addr", "127.0.0.1:0"], &h.env.binary_env());
+    let dashboard = Process::start(h.env.binary().args(["dashboard", "--http-addr", "127.0.0.1:0"]));
     let addr = dashboard.http_addr();
     let url = |path: &str| format!("http://{addr}{path}");
     let browser = Browser::start(1280, 1100).await;
@@ -129,11 +129,7 @@ async fn a_person_watches_a_batch_finish_filters_its_failures_and_follows_a_rege
 
     // The JSON of a batch is the document `status --json` prints for it.
     let status = api(addr, &format!("/api/batches/{first}")).await;
-    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_props-pipeline"))
-        .args(["status", &first, "--json"])
-        .envs(h.env.binary_env())
-        .output()
-        .unwrap();
+    let cli = h.env.binary().args(["status", &first, "--json"]).output().unwrap();
     let cli: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
     assert_eq!(status, cli["batches"][0]);
 
@@ -168,7 +164,7 @@ async fn a_person_watches_a_batch_finish_filters_its_failures_and_follows_a_rege
 
     // Audit and dead letters: a malformed trigger is rejected, recorded, and shown on both pages.
     h.env.publish(&h.env.topics.trigger_topic, "not json", &[]).await;
-    common::nba::wait_for("the dead letter", Duration::from_secs(60), async || {
+    common::wait_for("the dead letter", Duration::from_secs(60), async || {
         let (_, body) = http_get(addr, "/api/dead-letters?channel=trigger").ok()?;
         body.contains("\"channel\":\"trigger\"").then_some(())
     })
@@ -206,7 +202,7 @@ async fn a_date_page_sorts_real_predictions_and_shows_the_export() {
     let props: usize =
         current_predictions(&nba.db, NBA_DATE).await.unwrap().iter().map(|p| p.prediction.props.len()).sum();
 
-    let dashboard = Process::start(&["dashboard", "--http-addr", "127.0.0.1:0"], &nba.env.binary_env());
+    let dashboard = Process::start(nba.env.binary().args(["dashboard", "--http-addr", "127.0.0.1:0"]));
     let addr = dashboard.http_addr();
     let browser = Browser::start(1280, 900).await;
     browser.goto(&format!("http://{addr}/dates/{NBA_DATE}")).await;
@@ -231,7 +227,7 @@ async fn a_date_page_sorts_real_predictions_and_shows_the_export() {
 #[tokio::test]
 async fn bad_input_gets_a_clear_4xx() {
     let h = Harness::new("dashboard-4xx").await;
-    let dashboard = Process::start(&["dashboard", "--http-addr", "127.0.0.1:0"], &h.env.binary_env());
+    let dashboard = Process::start(h.env.binary().args(["dashboard", "--http-addr", "127.0.0.1:0"]));
     let addr = dashboard.http_addr();
     let cases: [(&str, u16, &str); 12] = [
         ("/?limit=100000", 400, "is not a page size from 1 to 200"),

@@ -17,12 +17,7 @@ use props_pipeline::batch::state::BatchState;
 use props_pipeline::messages::TriggerMode;
 
 async fn binary(harness: &Harness, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_props-pipeline"))
-        .args(args)
-        .envs(harness.env.binary_env())
-        .output()
-        .await
-        .expect("run props-pipeline")
+    tokio::process::Command::from(harness.env.binary()).args(args).output().await.expect("run props-pipeline")
 }
 
 async fn trigger_wait(harness: &Harness, timeout_secs: &str) -> (Output, String) {

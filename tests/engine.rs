@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::harness::{DATE, Harness, completion, date, items, trigger};
 use common::test_domain::{Prediction, consolidation_calls, predictions};
+use common::wait_for;
 use props_pipeline::batch::documents::{BatchHeader, ItemStatus, batch_id_for};
 use props_pipeline::batch::engine::{CompletionReport, FinalizeReport, TriggerReport};
 use props_pipeline::batch::roles::CompletionRole;
@@ -89,11 +90,9 @@ async fn every_completion_three_times_shuffled_counts_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twin_completions_of_one_item_record_once_and_the_loser_sees_a_duplicate() {
     let harness = Harness::new("engine-twins").await;
-    harness.domain.set_items(date(), items(20));
     let engine = harness.engine(EngineSettings::default());
-    engine.start(&trigger(TriggerMode::Start), "t1").await.unwrap();
-    let batch_id = batch_id_for(DATE, "t1");
-    let header = harness.store.header(&batch_id).await.unwrap().unwrap();
+    let header = harness.start_batch(&engine, 20).await;
+    let batch_id = header.batch_id.clone();
     for item in items(20) {
         let twin = completion(&header, &item);
         let (a, b) = tokio::join!(
@@ -123,11 +122,9 @@ async fn twin_completions_of_one_item_record_once_and_the_loser_sees_a_duplicate
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_duplicate_of_the_last_completion_changes_nothing() {
     let harness = Harness::new("engine-late").await;
-    harness.domain.set_items(date(), items(3));
     let engine = harness.engine(EngineSettings::default());
-    engine.start(&trigger(TriggerMode::Start), "t1").await.unwrap();
-    let batch_id = batch_id_for(DATE, "t1");
-    let header = harness.store.header(&batch_id).await.unwrap().unwrap();
+    let header = harness.start_batch(&engine, 3).await;
+    let batch_id = header.batch_id.clone();
     for item in items(3) {
         engine.complete(&completion(&header, &item)).await.unwrap();
     }
@@ -172,15 +169,11 @@ async fn trigger_redelivered_after_a_crash_mid_fan_out_resumes_the_same_batch() 
     harness.run_worker(&[]);
     harness.run_coordinator(&engine);
     // Let some of those 20 complete before the trigger comes back.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let done_before = loop {
+    let done_before = wait_for("workers completing some of the first requests", Duration::from_secs(60), async || {
         let done = harness.store.items_in(&header.batch_id, ItemStatus::Done).await.unwrap().len();
-        if done >= 5 || tokio::time::Instant::now() > deadline {
-            break done;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert!(done_before >= 5, "workers completed some of the first requests");
+        (done >= 5).then_some(done)
+    })
+    .await;
 
     let report = engine.start(&trigger_message, "t1").await.unwrap();
     let TriggerReport::Resumed { batch_id, republished } = report else { panic!("resumed, got {report:?}") };

@@ -28,9 +28,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::TestEnv;
-use common::fault_fleet::{Injectors, OUTAGE, env_or, subscription_policy, until};
+use common::fault_fleet::{Injectors, OUTAGE, env_or, subscription_policy};
 use common::fleet::{Fleet, log_lines, raw_log_mentions};
-use common::nba::{data_dir, exported, wait_for};
+use common::nba::{data_dir, exported};
+use common::poll_until as until;
+use common::wait_for;
 use grpc_faults::{Call, FaultKind, Observer, Rule};
 use props_pipeline::batch::documents::{ItemStatus, batch_id_for};
 use props_pipeline::batch::state::BatchState;

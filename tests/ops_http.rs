@@ -19,10 +19,7 @@ async fn readyz_is_503_until_the_consumer_subscribes_then_200() {
     let env = TestEnv::new("ops-ready").await;
     env.setup(&SubscriptionPolicy::default()).await;
     let proxy = GatedProxy::start(env.gcp.pubsub_emulator_host.clone().unwrap()).await;
-    let mut process_env = env.binary_env();
-    process_env.retain(|(key, _)| *key != "PUBSUB_EMULATOR_HOST");
-    process_env.push(("PUBSUB_EMULATOR_HOST", proxy.addr.to_string()));
-    let process = Process::start(&RUN_WORKER, &process_env);
+    let process = Process::start(env.binary().args(RUN_WORKER).env("PUBSUB_EMULATOR_HOST", proxy.addr.to_string()));
     let addr = process.http_addr();
 
     assert_eq!(http_get(addr, "/healthz").unwrap(), (200, "ok\n".to_string()));
@@ -52,7 +49,7 @@ async fn readyz_is_503_until_the_consumer_subscribes_then_200() {
 async fn handled_messages_move_the_metrics_and_log_their_batch_fields() {
     let env = TestEnv::new("ops-metrics").await;
     env.setup(&SubscriptionPolicy::default()).await;
-    let process = Process::start(&RUN_WORKER, &env.binary_env());
+    let process = Process::start(env.binary().args(RUN_WORKER));
     let addr = process.http_addr();
     let answer = poll_http(addr, "/readyz", Duration::from_secs(30), |status, _| status == 200);
     assert_eq!(answer.0, 200, "{answer:?}");

@@ -176,7 +176,7 @@ impl Workspace {
             .map(|(name, value)| format!("{name}={value}\n"))
             .collect();
         fs::write(dir.join(".emulators/env"), hosts).expect("write .emulators/env");
-        let binary_dir = Path::new(env!("CARGO_BIN_EXE_props-pipeline")).parent().expect("binary folder").to_owned();
+        let binary_dir = Path::new(common::BINARY).parent().expect("binary folder").to_owned();
         let path = format!("{}:{}", binary_dir.display(), std::env::var("PATH").unwrap_or_default());
         let mut env: Vec<(String, String)> = binary_env.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         env.extend(
@@ -286,13 +286,12 @@ async fn every_block_runs_as_written_or_says_why_not() {
             Serve { line } => {
                 let exec = Block { file: block.file, key: block.key.clone(), text: format!("exec {}", block.text) };
                 let mut child = workspace.spawn(&exec, &name);
-                let deadline = Instant::now() + Duration::from_secs(60);
-                while !has_line(&workspace.output(&name), line) && Instant::now() < deadline {
-                    if child.try_wait().expect("poll").is_some() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
+                // Until the line shows, the process exits, or 60 s passed; the line is checked below.
+                common::poll_until(Duration::from_secs(60), async || {
+                    let exited = child.try_wait().expect("poll").is_some();
+                    (exited || has_line(&workspace.output(&name), line)).then_some(())
+                })
+                .await;
                 println!("started {file}: {key}");
                 if !has_line(&workspace.output(&name), line) {
                     failures

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::harness::{DATE, Harness, NoExporter, completion, date, items, trigger};
 use common::test_domain::{TestWorker, consolidation_calls};
-use common::{TestEnv, fast_retry_policy};
+use common::{TestEnv, fast_retry_policy, wait_for};
 use firestore::{FirestoreDb, FirestoreInstant};
 use props_pipeline::batch::dead_letters::DeadLetterRecord;
 use props_pipeline::batch::documents::{ItemStatus, batch_id_for};
@@ -158,11 +158,11 @@ async fn a_finalize_claim_held_at_shutdown_is_released_for_the_next_instance() {
     // A redelivered completion reaches "a", which claims the batch and starts consolidating.
     let completion_topic = harness.env.topics.completion_topic.clone();
     harness.env.publish(&completion_topic, completion(&header, "player0000").to_json(), &[]).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while harness.store.header(&batch_id).await.unwrap().unwrap().state != BatchState::Finalizing {
-        assert!(tokio::time::Instant::now() < deadline, "instance a never claimed the batch");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for("instance a claiming the batch", Duration::from_secs(30), async || {
+        let header = harness.store.header(&batch_id).await.unwrap().unwrap();
+        (header.state == BatchState::Finalizing).then_some(())
+    })
+    .await;
 
     shutdown.cancel();
     run.await.expect("runner task").expect("runner stops cleanly");
@@ -247,10 +247,8 @@ async fn two_generations_ready_events_interleaved_leave_the_newest_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_dead_letter_counts_one_redrive_and_the_cap_fails_the_item() {
     let harness = Harness::new("recover-redrive-cap").await;
-    harness.domain.set_items(date(), items(2));
     let engine = harness.engine(EngineSettings { max_item_redrives: 2, ..Default::default() });
-    engine.start(&trigger(TriggerMode::Start), "t1").await.unwrap();
-    let header = harness.store.header(&batch_id_for(DATE, "t1")).await.unwrap().unwrap();
+    let header = harness.start_batch(&engine, 2).await;
     let request = RequestMessage {
         batch_id: header.batch_id.clone(),
         generation: header.generation,
@@ -284,11 +282,9 @@ async fn one_dead_letter_counts_one_redrive_and_the_cap_fails_the_item() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_claims_on_the_header_end_with_exactly_one_holder_and_no_error() {
     let harness = Harness::new("recover-claim-race").await;
-    harness.domain.set_items(date(), items(3));
     let engine = harness.engine(EngineSettings::default());
-    engine.start(&trigger(TriggerMode::Start), "t1").await.unwrap();
-    let batch_id = batch_id_for(DATE, "t1");
-    let header = harness.store.header(&batch_id).await.unwrap().unwrap();
+    let header = harness.start_batch(&engine, 3).await;
+    let batch_id = header.batch_id.clone();
     for item in items(3) {
         harness.store.record_completion(&completion(&header, &item), header.counter_shards).await.unwrap();
     }

@@ -7,7 +7,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::nba::{NbaEnv, final_header, wait_for};
+use common::nba::{NbaEnv, final_header};
+use common::wait_for;
 use props_pipeline::batch::audit::AuditOutcome;
 use props_pipeline::batch::documents::batch_id_for;
 use props_pipeline::batch::domain::{ItemHandler, ItemOutcome};

@@ -8,9 +8,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::fast_retry_policy;
 use common::harness::{DATE, Harness, date, items, trigger};
 use common::test_domain::{TestWorker, consolidation_calls};
+use common::{fast_retry_policy, poll_until};
 use firestore::FirestoreInstant;
 use props_pipeline::batch::dead_letters::DeadLetterRecord;
 use props_pipeline::batch::documents::{BATCHES, BatchHeader, ItemStatus, batch_id_for};
@@ -72,13 +72,10 @@ async fn dead_letters(
     within: Duration,
     enough: impl Fn(&[DeadLetterRecord]) -> bool,
 ) -> Vec<DeadLetterRecord> {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let records = harness.store.dead_letters(100).await.expect("read dead letters");
-        if enough(&records) || tokio::time::Instant::now() >= deadline {
-            return records;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+    let read = async || harness.store.dead_letters(100).await.expect("read dead letters");
+    match poll_until(within, async || Some(read().await).filter(|records| enough(records))).await {
+        Some(records) => records,
+        None => read().await,
     }
 }
 

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::harness::{DATE, Harness, date, items};
@@ -15,12 +14,7 @@ use props_pipeline::messages::{CompletionMessage, RequestMessage, TriggerMode};
 use props_pipeline::topology::ChannelKind;
 
 fn run(harness: &Harness, args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_props-pipeline"))
-        .args(args)
-        .envs(harness.env.binary_env())
-        .env("PROPS_LOG_FORMAT", "text")
-        .output()
-        .expect("run props-pipeline");
+    let output = harness.env.binary().args(args).env("PROPS_LOG_FORMAT", "text").output().expect("run props-pipeline");
     let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
     (output.status.success(), text(&output.stdout), text(&output.stderr))
 }

@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::TestEnv;
@@ -83,13 +82,7 @@ async fn setup_against_an_unreachable_endpoint_fails_within_the_timeout() {
 #[tokio::test]
 async fn setup_command_says_what_already_existed() {
     let env = TestEnv::new("setup-cli").await;
-    let run = || {
-        Command::new(env!("CARGO_BIN_EXE_props-pipeline"))
-            .arg("setup")
-            .envs(env.binary_env())
-            .output()
-            .expect("run props-pipeline setup")
-    };
+    let run = || env.binary().arg("setup").output().expect("run props-pipeline setup");
     let first = run();
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let stdout = String::from_utf8_lossy(&first.stdout);
@@ -104,7 +97,7 @@ async fn setup_command_says_what_already_existed() {
 
 #[test]
 fn setup_command_rejects_a_bad_project_in_one_line() {
-    let output = Command::new(env!("CARGO_BIN_EXE_props-pipeline"))
+    let output = common::binary()
         .args(["setup", "--project", "Not_A_Project"])
         .env("PUBSUB_EMULATOR_HOST", "127.0.0.1:1")
         .output()

@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::Arc;
 
 use common::test_domain::TestDomain;
@@ -13,12 +12,7 @@ use props_pipeline::batch::store::BatchStore;
 use props_pipeline::messages::{CompletionMessage, RequestMessage, TriggerMessage, TriggerMode};
 
 fn status(env: &TestEnv, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_props-pipeline"))
-        .arg("status")
-        .args(args)
-        .envs(env.binary_env())
-        .output()
-        .expect("run props-pipeline status")
+    env.binary().arg("status").args(args).output().expect("run props-pipeline status")
 }
 
 #[tokio::test]

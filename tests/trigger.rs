@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::TestEnv;
@@ -10,12 +9,7 @@ use props_pipeline::config::SubscriptionPolicy;
 use props_pipeline::messages::{TriggerMessage, TriggerMode};
 
 fn trigger(env: &TestEnv, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_props-pipeline"))
-        .arg("trigger")
-        .args(args)
-        .envs(env.binary_env())
-        .output()
-        .expect("run props-pipeline trigger")
+    env.binary().arg("trigger").args(args).output().expect("run props-pipeline trigger")
 }
 
 #[tokio::test]

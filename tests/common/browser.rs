@@ -102,19 +102,17 @@ impl Browser {
 
     /// Polls `css`'s text until `accept` holds or `within` passed; returns every distinct text seen.
     pub async fn watch_text(&self, css: &str, within: Duration, accept: impl Fn(&str) -> bool) -> Vec<String> {
-        let deadline = Instant::now() + within;
         let mut seen: Vec<String> = Vec::new();
-        loop {
+        let accepted = super::poll_until(within, async || {
             let text = self.text(css).await;
             if seen.last() != Some(&text) {
                 seen.push(text.clone());
             }
-            if accept(&text) {
-                return seen;
-            }
-            assert!(Instant::now() < deadline, "{css} never satisfied the check within {within:?}; saw {seen:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            accept(&text).then_some(())
+        })
+        .await;
+        assert!(accepted.is_some(), "{css} never satisfied the check within {within:?}; saw {seen:?}");
+        seen
     }
 
     pub async fn close(mut self) {

@@ -100,20 +100,6 @@ impl Injectors {
     }
 }
 
-/// `check`'s first `Some` within `within`, polled every 250 ms; `None` after.
-pub async fn until<T>(within: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> Option<T> {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(value) = check().await {
-            return Some(value);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 pub struct Report {
     /// One line per service: its faults by kind and by method.
     pub summary: String,

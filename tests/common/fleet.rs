@@ -92,7 +92,8 @@ impl Fleet {
         let member = &mut self.members[index];
         member.incarnation += 1;
         let log = File::options().create(true).append(true).open(&log_path).expect("open a log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_props-pipeline"))
+        // The project's variables are among the fleet's own (`Fleet::new`), which `set_env` may replace.
+        let child = Command::from(super::binary())
             .args(&member.args)
             .envs(self.env.iter().chain(&member.env).map(|(k, v)| (k.as_str(), v.as_str())))
             .env("PROPS_INSTANCE_ID", format!("{}-{}", member.name, member.incarnation))

@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::test_domain::{SkippingWorker, TestDomain, TestWorker};
-use super::{TestEnv, fast_retry_policy};
+use super::{TestEnv, fast_retry_policy, wait_for};
 
 pub const DATE: &str = "2024-04-22";
 
@@ -75,6 +75,13 @@ impl Harness {
             Arc::clone(&self.domain),
             settings,
         ))
+    }
+
+    /// A batch of `count` items for [`DATE`], started on `engine` by trigger message "t1": its header.
+    pub async fn start_batch(&self, engine: &BatchEngine<TestDomain>, count: usize) -> BatchHeader {
+        self.domain.set_items(date(), items(count));
+        engine.start(&trigger(TriggerMode::Start), "t1").await.expect("start the batch");
+        self.store.header(&batch_id_for(DATE, "t1")).await.expect("read header").expect("the batch exists")
     }
 
     pub fn channel(&self, kind: ChannelKind) -> Channel {
@@ -181,17 +188,12 @@ impl Harness {
     }
 
     pub async fn wait_for_final(&self, batch_id: &str, within: Duration) -> BatchHeader {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            if let Some(header) = self.store.header(batch_id).await.expect("read header")
-                && header.state.is_final()
-                && (header.state != BatchState::Complete || header.ready_message_id.is_some())
-            {
-                return header;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "batch {batch_id} not final within {within:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_for(&format!("batch {batch_id} final (and announced if complete)"), within, async || {
+            let header = self.store.header(batch_id).await.expect("read header")?;
+            (header.state.is_final() && (header.state != BatchState::Complete || header.ready_message_id.is_some()))
+                .then_some(header)
+        })
+        .await
     }
 
     pub async fn ready_events(&self, within: Duration) -> Vec<ReadyMessage> {

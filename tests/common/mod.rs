@@ -14,6 +14,7 @@ pub mod ops;
 pub mod test_domain;
 
 use std::collections::HashMap;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,6 +24,29 @@ use props_pipeline::gcp::pubsub::PubSub;
 use props_pipeline::setup::{SetupReport, ensure_topology};
 use props_pipeline::topology::Topology;
 use rand::Rng;
+
+/// How often [`poll_until`] (and so [`wait_for`]) looks again.
+const POLL_EVERY: Duration = Duration::from_millis(250);
+
+/// `check`'s first `Some`, asked every 250 ms; `None` once `within` passed (the caller says what that
+/// means: a test that reports what it saw, or takes whatever is there).
+pub async fn poll_until<T>(within: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+/// `check`'s first `Some`, asked every 250 ms; fails the test with `what` once `within` passed.
+pub async fn wait_for<T>(what: &str, within: Duration, check: impl AsyncFnMut() -> Option<T>) -> T {
+    poll_until(within, check).await.unwrap_or_else(|| panic!("{what} did not happen within {within:?}"))
+}
 
 /// A received message, as the tests look at it.
 #[derive(Debug, Clone)]
@@ -36,6 +60,18 @@ impl Received {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.data).into_owned()
     }
+}
+
+/// The `props-pipeline` binary cargo built for this test run.
+pub const BINARY: &str = env!("CARGO_BIN_EXE_props-pipeline");
+
+/// The real binary with stdin closed (no subcommand reads it) and the test process's environment:
+/// for a test that sets the project and emulators itself, or none. With a [`TestEnv`], use
+/// [`TestEnv::binary`]. A `tokio::process::Command` is `.into()` away.
+pub fn binary() -> Command {
+    let mut command = Command::new(BINARY);
+    command.stdin(Stdio::null());
+    command
 }
 
 fn emulator_host(var: &str) -> String {
@@ -155,6 +191,14 @@ impl TestEnv {
         let mut options = firestore::FirestoreDbOptions::new(self.gcp.project.clone());
         options.firebase_api_url = Some(format!("http://{host}"));
         firestore::FirestoreDb::with_options(options).await.expect("connect to a Firestore endpoint")
+    }
+
+    /// The real binary (see [`binary`]) on this test's project and emulators; the caller adds the
+    /// arguments and may override any variable.
+    pub fn binary(&self) -> Command {
+        let mut command = binary();
+        command.envs(self.binary_env());
+        command
     }
 
     /// Environment for running the real binary against this project.

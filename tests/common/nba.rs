@@ -11,29 +11,29 @@ use props_pipeline::batch::engine::BatchEngine;
 use props_pipeline::batch::settings::EngineSettings;
 use props_pipeline::batch::store::BatchStore;
 use props_pipeline::config::ConsumerSettings;
-use props_pipeline::nba::data::load_logs;
+use props_pipeline::nba::data::{load_logs, roster_slate};
 use props_pipeline::nba::domain::NbaDomain;
 use props_pipeline::nba::export::{ExportFile, ExportRole, Exporter};
-use props_pipeline::nba::load::load;
+use props_pipeline::nba::load::{load, load_slate};
 use props_pipeline::runner::{Role, Roles};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{TestEnv, fast_retry_policy};
+use super::{TestEnv, fast_retry_policy, wait_for};
 
 pub fn data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nba")
 }
 
-pub async fn wait_for<T>(what: &str, within: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{what} did not happen within {within:?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+/// Every player's real game logs, and for `date` a slate of `players` players with 10+ games: a slate
+/// as large as a fleet test wants, on a date of its choosing.
+pub async fn load_roster_slate(db: &firestore::FirestoreDb, date: &str, players: usize) {
+    let logs = load_logs(&data_dir(), false, &mut |_| {}).expect("the real game logs load").logs;
+    load(db, &logs, &[], &mut |_| {}).await.expect("load player logs");
+    let date = date.parse().expect("valid date");
+    let slate = roster_slate(&logs, date, 10, players);
+    assert_eq!(slate.len(), players, "the data has {players} players with 10+ games");
+    load_slate(db, &logs, date, slate).await.expect("load the fixture slate");
 }
 
 pub async fn final_header(store: &BatchStore, batch_id: &str) -> BatchHeader {

@@ -35,11 +35,9 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts the binary with `args` and `env`, JSON logs on stderr.
-    pub fn start(args: &[&str], env: &[(&str, String)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_props-pipeline"))
-            .args(args)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+    /// Starts `binary` (a [`super::TestEnv::binary`] with its arguments), JSON logs on stderr.
+    pub fn start(binary: &mut Command) -> Self {
+        let mut child = binary
             .env("PROPS_LOG_FORMAT", "json")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
