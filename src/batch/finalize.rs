@@ -2,6 +2,8 @@
 //! finish behind the generation fence, announce (the ready outbox). A claim this attempt cannot see
 //! through is released at once, so nobody waits out a lease no one works under.
 
+use backon::{ExponentialBuilder, Retryable};
+
 use super::documents::BatchHeader;
 use super::domain::{BatchDomain, ConsolidationReport, DomainError};
 use super::engine::{ALERT_BATCH_FAILED, ALERT_LOW_COVERAGE, BatchEngine, EngineError, FinalizeReport};
@@ -11,6 +13,13 @@ use super::store::{FinishOutcome, StoreError, Totals};
 use crate::messages::ReadyMessage;
 use crate::ops::metrics::{ALERTS_TOTAL, FINALIZE_SECONDS};
 use google_cloud_pubsub::model::Message;
+
+/// How the ready event's record is retried: a few quick tries within about 3 s.
+const RECORD_READY_RETRIES: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(std::time::Duration::from_millis(100))
+    .with_max_delay(std::time::Duration::from_secs(2))
+    .with_max_times(4)
+    .with_jitter();
 
 impl<D: BatchDomain> BatchEngine<D> {
     /// Finalizes `batch_id` if every item is terminal: claim, consolidate, fence, finish, announce.
@@ -214,7 +223,14 @@ impl<D: BatchDomain> BatchEngine<D> {
         };
         let message_id =
             self.pubsub.publish(&self.topics.ready_topic, Message::new().set_data(ready.to_json())).await?;
-        self.store.record_ready(&header.batch_id, &message_id).await?;
+        // Retried here, not by redelivery: once the event is out, a failed record means the next
+        // attempt announces the batch a second time. The write is idempotent (it keeps a recorded id).
+        let record = || self.store.record_ready(&header.batch_id, &message_id);
+        record
+            .retry(RECORD_READY_RETRIES)
+            .when(StoreError::is_transient)
+            .notify(|error, after| tracing::warn!(%error, ?after, "recording the ready event failed; retrying"))
+            .await?;
         Ok(())
     }
 }
