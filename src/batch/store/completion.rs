@@ -3,7 +3,7 @@
 //! item's redrive, guarded the same way.
 
 use firestore::{
-    FirestoreDb, FirestoreFieldTransform, FirestoreFieldTransformType, FirestoreInstant, FirestoreTransactionOps,
+    FirestoreFieldTransform, FirestoreFieldTransformType, FirestoreInstant, FirestoreTransactionOps,
     FirestoreWritePrecondition,
 };
 
@@ -125,25 +125,12 @@ impl BatchStore {
         parent: &str,
         item: &str,
     ) -> Result<Option<(ItemMarker, FirestoreInstant)>, StoreError> {
-        let document = self
-            .db
-            .fluent()
-            .select()
-            .by_id_in(ITEMS)
-            .parent(parent)
-            .one(item)
-            .await
-            .map_err(firestore_error("reading an item marker"))?;
-        let Some(document) = document else {
-            return Ok(None);
-        };
-        let marker: ItemMarker =
-            FirestoreDb::deserialize_doc_to(&document).map_err(firestore_error("decoding an item marker"))?;
-        let Some(version) = document.update_time.and_then(|ts| firestore::timestamp_utils::from_timestamp(ts).ok())
-        else {
-            return Err(StoreError::BatchWriteFailed { code: 0, message: "item marker without update time".into() });
-        };
-        Ok(Some((marker, version)))
+        let read = self.versioned(parent, ITEMS, item, ("reading an item marker", "decoding an item marker")).await?;
+        read.map(|(marker, version)| match version {
+            Some(version) => Ok((marker, version)),
+            None => Err(StoreError::BatchWriteFailed { code: 0, message: "item marker without update time".into() }),
+        })
+        .transpose()
     }
 }
 

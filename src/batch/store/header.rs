@@ -9,7 +9,7 @@
 //! holds no lock, and a decision that writes nothing (the common case: the claim is someone else's)
 //! costs one read.
 
-use firestore::{FirestoreDb, FirestoreInstant, FirestoreWritePrecondition};
+use firestore::{FirestoreInstant, FirestoreWritePrecondition};
 
 use super::{BatchStore, StoreError, firestore_error};
 use crate::batch::documents::{BATCHES, BatchHeader};
@@ -82,24 +82,13 @@ impl BatchStore {
 
     /// The header with its `update_time`, the version a guarded write compares against.
     async fn versioned_header(&self, batch_id: &str) -> Result<Option<(BatchHeader, FirestoreInstant)>, StoreError> {
-        let document = self
-            .db
-            .fluent()
-            .select()
-            .by_id_in(BATCHES)
-            .one(batch_id)
-            .await
-            .map_err(firestore_error("reading a batch header"))?;
-        let Some(document) = document else {
-            return Ok(None);
-        };
-        let header: BatchHeader =
-            FirestoreDb::deserialize_doc_to(&document).map_err(firestore_error("decoding a batch header"))?;
-        let version = document
-            .update_time
-            .and_then(|ts| firestore::timestamp_utils::from_timestamp(ts).ok())
-            .unwrap_or(header.created_at);
-        Ok(Some((header, version)))
+        let root = self.db.get_documents_path().clone();
+        let read =
+            self.versioned(&root, BATCHES, batch_id, ("reading a batch header", "decoding a batch header")).await?;
+        Ok(read.map(|(header, version): (BatchHeader, _)| {
+            let version = version.unwrap_or(header.created_at);
+            (header, version)
+        }))
     }
 }
 

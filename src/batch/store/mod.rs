@@ -17,8 +17,8 @@ pub use finalize::{ClaimOutcome, FinishOutcome};
 pub(crate) use header::is_precondition_failure;
 pub(crate) use transaction::CountedTransaction;
 
-use firestore::FirestoreDb;
 use firestore::errors::FirestoreError;
+use firestore::{FirestoreDb, FirestoreInstant};
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -122,6 +122,33 @@ impl BatchStore {
             .one(item)
             .await
             .map_err(firestore_error("reading an item marker"))
+    }
+
+    /// A document of `collection` under `parent`, decoded, with its `update_time` (the version a
+    /// guarded write compares against; `None` if the server sent none). `operations` name the read and
+    /// the decoding in errors.
+    pub(crate) async fn versioned<T: for<'de> Deserialize<'de>>(
+        &self,
+        parent: &str,
+        collection: &str,
+        id: &str,
+        (reading, decoding): (&'static str, &'static str),
+    ) -> Result<Option<(T, Option<FirestoreInstant>)>, StoreError> {
+        let document = self
+            .db
+            .fluent()
+            .select()
+            .by_id_in(collection)
+            .parent(parent)
+            .one(id)
+            .await
+            .map_err(firestore_error(reading))?;
+        let Some(document) = document else {
+            return Ok(None);
+        };
+        let value: T = FirestoreDb::deserialize_doc_to(&document).map_err(firestore_error(decoding))?;
+        let version = document.update_time.and_then(|ts| firestore::timestamp_utils::from_timestamp(ts).ok());
+        Ok(Some((value, version)))
     }
 
     /// Ids of the items of `batch_id` in `status`, in id order.
