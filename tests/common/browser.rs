@@ -80,19 +80,28 @@ impl Browser {
         self.client.goto(url).await.unwrap_or_else(|e| panic!("load {url}: {e}"));
     }
 
-    /// The text of the element `css` matches (first one).
+    /// The text of the element `css` matches (first one). Read in one script: pages that refresh
+    /// themselves replace their elements, and an element found by one WebDriver call can be stale
+    /// by the next.
     pub async fn text(&self, css: &str) -> String {
-        let element = self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("find {css}: {e}"));
-        element.text().await.expect("element text")
+        let script = "const e = document.querySelector(arguments[0]); return e === null ? null : e.innerText;";
+        let value = self.client.execute(script, vec![json!(css)]).await.unwrap_or_else(|e| panic!("read {css}: {e}"));
+        match value {
+            serde_json::Value::String(text) => text.trim().to_string(),
+            _ => panic!("find {css}: no such element"),
+        }
     }
 
-    /// The attribute `name` of every element `css` matches.
+    /// The attribute `name` of every element `css` matches, read in one script (see [`Self::text`]).
     pub async fn attrs(&self, css: &str, name: &str) -> Vec<String> {
-        let mut values = Vec::new();
-        for element in self.client.find_all(Locator::Css(css)).await.expect("find elements") {
-            values.push(element.attr(name).await.expect("attribute").unwrap_or_default());
-        }
-        values
+        let script =
+            "return Array.from(document.querySelectorAll(arguments[0]), e => e.getAttribute(arguments[1]) ?? '');";
+        let value = self
+            .client
+            .execute(script, vec![json!(css), json!(name)])
+            .await
+            .unwrap_or_else(|e| panic!("read {css}: {e}"));
+        serde_json::from_value(value).expect("a list of attribute values")
     }
 
     pub async fn click(&self, css: &str) {
