@@ -24,6 +24,7 @@ pub mod documents;
 pub mod domain;
 pub mod engine;
 pub mod finalize;
+pub mod finish;
 pub mod redrive;
 pub mod roles;
 pub mod settings;

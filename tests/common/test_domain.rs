@@ -81,7 +81,7 @@ impl BatchDomain for TestDomain {
         Ok(self.model_version.lock().unwrap().clone())
     }
 
-    async fn consolidate(&self, batch: &BatchHeader) -> Result<ConsolidationReport, DomainError> {
+    async fn consolidate(&self, batch: &BatchHeader) -> Result<Option<ConsolidationReport>, DomainError> {
         let batch_id = batch.batch_id.clone();
         self.db()
             .run_transaction(|db, tx| {
@@ -150,7 +150,7 @@ impl BatchDomain for TestDomain {
                     .map_err(transient)?;
             }
         }
-        Ok(report)
+        Ok(Some(report))
     }
 }
 

@@ -132,8 +132,12 @@ impl BatchStore {
                             })
                             .add_to_transaction(tx)?;
                     }
-                    let pointer =
-                        GameDatePointer { current_generation: header.generation, current_batch_id: batch_id.clone() };
+                    // The published generation stays until the new one completes.
+                    let pointer = GameDatePointer {
+                        current_generation: header.generation,
+                        current_batch_id: batch_id.clone(),
+                        ..pointer
+                    };
                     db.fluent()
                         .update()
                         .in_col(GAME_DATES)
