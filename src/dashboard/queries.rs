@@ -466,10 +466,12 @@ pub mod nba {
             .await
             .map_err(error("reading predictions"))?;
         reads.documents(documents.len());
-        let results: Vec<(String, PlayerPrediction)> = decode(&documents)?;
-        Ok(results
-            .into_iter()
-            .map(|(_, prediction)| StoredPrediction { batch_id: batch_id.clone(), generation, prediction })
+        // Results of another domain's batch on the same date (the engine is generic) are not
+        // predictions: the page lists none rather than failing.
+        Ok(documents
+            .iter()
+            .filter_map(|doc| FirestoreDb::deserialize_doc_to::<PlayerPrediction>(doc).ok())
+            .map(|prediction| StoredPrediction { batch_id: batch_id.clone(), generation, prediction })
             .collect())
     }
 

@@ -46,6 +46,8 @@ pub struct TestDomain {
     pub consolidation_delay_ms: std::sync::atomic::AtomicU64,
     /// What `model_version` answers (the engine records it on each new batch's header).
     pub model_version: Mutex<Option<String>>,
+    /// Publish by the engine's pointer alone, with no consolidation (what the NBA domain does).
+    pub pointer_only: std::sync::atomic::AtomicBool,
 }
 
 impl TestDomain {
@@ -56,6 +58,7 @@ impl TestDomain {
             failing_consolidations: Default::default(),
             consolidation_delay_ms: Default::default(),
             model_version: Mutex::default(),
+            pointer_only: Default::default(),
         }
     }
 
@@ -82,6 +85,9 @@ impl BatchDomain for TestDomain {
     }
 
     async fn consolidate(&self, batch: &BatchHeader) -> Result<Option<ConsolidationReport>, DomainError> {
+        if self.pointer_only.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(None);
+        }
         let batch_id = batch.batch_id.clone();
         self.db()
             .run_transaction(|db, tx| {
