@@ -18,6 +18,7 @@
 
 pub mod audit;
 pub mod backfill;
+pub mod begin;
 pub mod claims;
 pub mod dead_letters;
 pub mod documents;
