@@ -347,8 +347,13 @@ async fn a_ready_event_out_of_attempts_is_announced_again() {
         .iter()
         .map(|m| ReadyMessage::parse(&m.data).expect("a valid ready event"))
         .collect();
+    // The dead letter is recorded after the announcement it led to, so the event can arrive first.
+    let records = common::poll_until(Duration::from_secs(20), async || {
+        Some(harness.store.dead_letters(10).await.unwrap()).filter(|records| !records.is_empty())
+    })
+    .await
+    .unwrap_or_default();
     let header = harness.store.header(&batch_id).await.unwrap().unwrap();
-    let records = harness.store.dead_letters(10).await.unwrap();
     harness.stop().await;
     assert_eq!(again.len(), 1, "announced once more: {again:?}; {records:?}; {header:?}");
     assert_eq!((again[0].batch_id.as_str(), again[0].generation), (batch_id.as_str(), first.generation));
