@@ -127,6 +127,11 @@ pub struct ItemMarker {
     /// lost, or re-publishing failed) re-publishes without counting a second redrive.
     #[serde(default)]
     pub redriven_by: Option<String>,
+    /// The counter shard this item is counted in ([`counter_shard_of`] with the batch's shard count),
+    /// written with the pending marker so that the worker recording the item needs no header read.
+    /// Absent in markers written before it existed: the recorder then reads the header's shard count.
+    #[serde(default)]
+    pub shard: Option<u64>,
 }
 
 impl ItemMarker {
@@ -138,7 +143,13 @@ impl ItemMarker {
             error: None,
             redrives: 0,
             redriven_by: None,
+            shard: None,
         }
+    }
+
+    /// A pending marker that names its counter shard.
+    pub fn pending_in(shard: u64) -> Self {
+        Self { shard: Some(shard), ..Self::pending() }
     }
 }
 

@@ -12,7 +12,7 @@ mod sweep;
 mod transaction;
 
 pub use begin::{BeginOutcome, NewBatch};
-pub use completion::{CompletionRecord, ItemRedrive};
+pub use completion::{CompletionRecord, ItemRecord, ItemRedrive, VersionedMarker};
 pub use finalize::{ClaimOutcome, FinishOutcome};
 pub(crate) use header::is_precondition_failure;
 pub(crate) use transaction::CountedTransaction;
