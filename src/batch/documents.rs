@@ -5,7 +5,7 @@
 //! batches/{batch_id}                       BatchHeader       O(1) writes per batch
 //! batches/{batch_id}/items/{item}          ItemMarker        pending -> done | failed | skipped, once
 //! batches/{batch_id}/counters/{shard}      CounterShard      done/failed/skipped totals, over shards
-//! batches/{batch_id}/results/{item}        (domain's)        the worker's staged output
+//! batches/{batch_id}/results/{item}        (domain's)        an item's result, written with its done marker
 //! dead_letters/{id}                        DeadLetterRecord  what reached a dead-letter topic, for operators
 //! ```
 
