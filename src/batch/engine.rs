@@ -315,6 +315,9 @@ impl<D: BatchDomain> BatchEngine<D> {
             CompletionAction::CheckWholeness => {
                 return Ok(CompletionReport::Announced(self.check_after_completion(&completion.batch_id).await?));
             }
+            CompletionAction::CheckOnce => {
+                return Ok(CompletionReport::Announced(self.check_once(&completion.batch_id).await));
+            }
         }
         let Some(header) = self.store.header(&completion.batch_id).await? else {
             return Err(StoreError::UnknownBatch(completion.batch_id.clone()).into());
@@ -343,13 +346,19 @@ impl<D: BatchDomain> BatchEngine<D> {
             // A duplicate may be the redelivery of a completion whose finalize never ran: try once more,
             // but a duplicate is a no-op for its item, so it is never retried for the batch's sake (the
             // sweeper finalizes a whole batch; retrying here only contends on the header).
-            CompletionRecord::Duplicate => match self.finalize_if_whole(&header.batch_id).await {
-                Ok(report) => Ok(CompletionReport::Duplicate(report)),
-                Err(error) => {
-                    tracing::info!(batch_id = header.batch_id, %error, "duplicate completion acked; finalization left to the claim holder or the sweeper");
-                    Ok(CompletionReport::Duplicate(FinalizeReport::Deferred(error.to_string())))
-                }
-            },
+            CompletionRecord::Duplicate => Ok(CompletionReport::Duplicate(self.check_once(&header.batch_id).await)),
+        }
+    }
+
+    /// Finalizes if the batch is whole, once: for a completion that changed nothing, whose failure
+    /// is left to the claim holder or the sweeper (retrying it only contends on the header).
+    async fn check_once(&self, batch_id: &str) -> FinalizeReport {
+        match self.finalize_if_whole(batch_id).await {
+            Ok(report) => report,
+            Err(error) => {
+                tracing::info!(batch_id, %error, "duplicate completion acked; finalization left to the claim holder or the sweeper");
+                FinalizeReport::Deferred(error.to_string())
+            }
         }
     }
 

@@ -194,9 +194,13 @@ pub enum CompletionAction {
     /// The worker recorded the item and its shard still counts items to go: the batch cannot be
     /// whole, so nothing is read or written.
     Nothing,
-    /// The worker recorded the item and emptied its shard, or whether it did is unknown: check
-    /// whether the batch is whole.
+    /// The worker recorded the item and emptied its shard: check whether the batch is whole (a
+    /// failed check is retried: this may be the batch's last item).
     CheckWholeness,
+    /// The worker re-announced an item it found terminal, so whether its shard emptied is unknown:
+    /// check once, like a duplicate; a failed check is left to the claim holder or the sweeper rather
+    /// than retried (under faults, every redelivered request re-announces).
+    CheckOnce,
 }
 
 /// Decides from the message alone. A shard counts down from its size only in batches that count down
@@ -206,7 +210,8 @@ pub fn completion_action(completion: &CompletionMessage) -> CompletionAction {
     match (completion.recorded, completion.shard_remaining) {
         (false, _) => CompletionAction::Record,
         (true, Some(left)) if left > 0 => CompletionAction::Nothing,
-        (true, _) => CompletionAction::CheckWholeness,
+        (true, Some(_)) => CompletionAction::CheckWholeness,
+        (true, None) => CompletionAction::CheckOnce,
     }
 }
 
@@ -275,7 +280,7 @@ mod tests {
             CompletionAction::CheckWholeness,
             "shards that do not count down"
         );
-        assert_eq!(completion_action(&ok.announced(None)), CompletionAction::CheckWholeness, "unknown");
+        assert_eq!(completion_action(&ok.announced(None)), CompletionAction::CheckOnce, "unknown");
     }
 
     #[test]
@@ -295,7 +300,7 @@ mod tests {
         assert_eq!((skipped.status, skipped.error.as_deref()), (CompletionStatus::Skipped, Some("new")));
         marker.status = ItemStatus::Failed;
         assert_eq!(reannouncement(&marker, &request()).unwrap().status, CompletionStatus::Failed);
-        assert_eq!(completion_action(&reannouncement(&marker, &request()).unwrap()), CompletionAction::CheckWholeness);
+        assert_eq!(completion_action(&reannouncement(&marker, &request()).unwrap()), CompletionAction::CheckOnce);
     }
 
     #[test]
