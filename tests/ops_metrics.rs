@@ -29,7 +29,8 @@ async fn a_batch_counts_its_transactions_and_messages() {
     };
     assert_eq!(committed("begin_batch"), Some(1.0), "{text}");
     assert_eq!(committed("seal"), Some(1.0), "{text}");
-    assert_eq!(committed("record_completion"), Some(20.0), "{text}");
+    // Workers record their items (one guarded commit each); completions only announce.
+    assert_eq!(committed("record_item"), Some(20.0), "{text}");
     for operation in ["claim_finalize", "finish", "record_ready"] {
         assert!(committed(operation).is_some_and(|n| n >= 1.0), "{operation}: {text}");
     }
