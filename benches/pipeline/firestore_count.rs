@@ -4,8 +4,9 @@
 //!
 //! Counting on the wire rather than in the pipeline's code means nothing can be missed: every read,
 //! query, transaction, commit and batch write the processes make passes here. Request and answer
-//! bodies are decoded to count what Firestore would bill (see [`billed_reads`]) and which documents
-//! were written when (for the hottest document).
+//! bodies are decoded to count what Firestore would bill (see [`billed_reads`]; a write is billed when
+//! its commit applied) and which documents were written when (the commit time the server answered, for
+//! the hottest document).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,8 +15,8 @@ use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, Bytes};
 use firestore::gcloud_sdk::google::firestore::v1::{
-    BatchGetDocumentsRequest, BatchWriteRequest, CommitRequest, ListDocumentsResponse, RunQueryResponse, Write,
-    write::Operation,
+    BatchGetDocumentsRequest, BatchWriteRequest, BatchWriteResponse, CommitRequest, CommitResponse,
+    ListDocumentsResponse, RunQueryResponse, Write, write::Operation,
 };
 use firestore::gcloud_sdk::prost::Message;
 use grpc_faults::{Answer, Call, FaultProxy, Observer, Plan};
@@ -30,6 +31,9 @@ pub struct Counts {
     /// Writes in Commit and BatchWrite requests, deletes included.
     pub documents_written: u64,
     pub documents_deleted: u64,
+    /// Writes and deletes applied (a failed commit is not billed), from the answers.
+    pub billed_writes: u64,
+    pub billed_deletes: u64,
     /// Reads as billed (see [`billed_reads`]).
     pub reads: u64,
     pub request_bytes: u64,
@@ -43,11 +47,6 @@ impl Counts {
 
     pub fn method(&self, name: &str) -> u64 {
         self.requests.get(name).copied().unwrap_or(0)
-    }
-
-    /// Billed writes: every written document that is not a delete.
-    pub fn writes(&self) -> u64 {
-        self.documents_written - self.documents_deleted
     }
 
     /// What was counted after `earlier` (a snapshot of the same counter).
@@ -69,6 +68,8 @@ impl Counts {
             answer_secs,
             documents_written: self.documents_written - earlier.documents_written,
             documents_deleted: self.documents_deleted - earlier.documents_deleted,
+            billed_writes: self.billed_writes - earlier.billed_writes,
+            billed_deletes: self.billed_deletes - earlier.billed_deletes,
             reads: self.reads - earlier.reads,
             request_bytes: self.request_bytes - earlier.request_bytes,
             answer_bytes: self.answer_bytes - earlier.answer_bytes,
@@ -84,6 +85,8 @@ impl Counts {
         }
         self.documents_written += other.documents_written;
         self.documents_deleted += other.documents_deleted;
+        self.billed_writes += other.billed_writes;
+        self.billed_deletes += other.billed_deletes;
         self.reads += other.reads;
         self.request_bytes += other.request_bytes;
         self.answer_bytes += other.answer_bytes;
@@ -101,7 +104,7 @@ pub struct WireEvent {
     pub reads: u64,
 }
 
-/// One document written, and when the proxy saw its request answered.
+/// One document written, at the server's commit time.
 #[derive(Debug, Clone)]
 pub struct DocumentWrite {
     pub at: SystemTime,
@@ -191,8 +194,6 @@ impl Observer for CountingObserver {
             bytes,
             reads,
         });
-        log.writes
-            .extend(written.into_iter().map(|(document, _)| DocumentWrite { at: now, document: document.into() }));
     }
 
     fn wants_answers(&self) -> bool {
@@ -203,10 +204,17 @@ impl Observer for CountingObserver {
         let now = SystemTime::now();
         let reads = billed_reads(answer.method, answer.response);
         let bytes = answer.response.len() as u64;
+        let applied = match (answer.method, answer.request) {
+            ("Commit" | "BatchWrite", Some(request)) => applied_writes(answer.method, request, answer.response, now),
+            _ => Vec::new(),
+        };
         let mut log = self.log.lock().expect("counts lock");
         let counts = log.counts.entry(answer.label.to_string()).or_default();
         counts.reads += reads;
         counts.answer_bytes += bytes;
+        counts.billed_deletes += applied.iter().filter(|w| w.delete).count() as u64;
+        counts.billed_writes += applied.iter().filter(|w| !w.delete).count() as u64;
+        log.writes.extend(applied.into_iter().map(|w| DocumentWrite { at: w.at, document: w.document.into() }));
         log.events.push(WireEvent {
             label: Arc::from(answer.label),
             received: now.checked_sub(answer.elapsed).unwrap_or(now),
@@ -260,6 +268,45 @@ fn written_documents(method: &str, body: &[u8]) -> Vec<(String, bool)> {
             Operation::Transform(transform) => Some((transform.document, false)),
         })
         .collect()
+}
+
+struct Applied {
+    document: String,
+    delete: bool,
+    at: SystemTime,
+}
+
+/// The writes a Commit or BatchWrite answer says were applied, each at the server's commit time (a
+/// failed Commit answers no message: none applied; a BatchWrite answers a status per write).
+fn applied_writes(method: &str, request: &[u8], answer: &[u8], fallback: SystemTime) -> Vec<Applied> {
+    let Some(frame) = frames(answer).next() else { return Vec::new() };
+    let written = written_documents(method, request);
+    let times: Vec<Option<SystemTime>> = match method {
+        "Commit" => {
+            let Ok(response) = CommitResponse::decode(frame) else { return Vec::new() };
+            vec![Some(response.commit_time.as_ref().map_or(fallback, system_time)); written.len()]
+        }
+        _ => {
+            let Ok(response) = BatchWriteResponse::decode(frame) else { return Vec::new() };
+            let ok = |i: usize| response.status.get(i).is_none_or(|status| status.code == 0);
+            (0..written.len())
+                .map(|i| {
+                    ok(i).then(|| {
+                        response.write_results.get(i).and_then(|r| r.update_time.as_ref()).map_or(fallback, system_time)
+                    })
+                })
+                .collect()
+        }
+    };
+    written
+        .into_iter()
+        .zip(times)
+        .filter_map(|((document, delete), at)| Some(Applied { document, delete, at: at? }))
+        .collect()
+}
+
+fn system_time(timestamp: &firestore::gcloud_sdk::prost_types::Timestamp) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::new(timestamp.seconds.max(0) as u64, timestamp.nanos.max(0) as u32)
 }
 
 /// The messages of a gRPC-framed body (uncompressed frames: neither side compresses here).

@@ -127,7 +127,7 @@ impl Cost {
     fn of(total: &Counts, items: f64) -> Self {
         let per_1000 = |count: u64| count as f64 * 1000.0 / items;
         let (reads, writes, deletes) =
-            (per_1000(total.reads), per_1000(total.writes()), per_1000(total.documents_deleted));
+            (per_1000(total.reads), per_1000(total.billed_writes), per_1000(total.billed_deletes));
         Self {
             reads_per_1000_items: reads,
             writes_per_1000_items: writes,

@@ -47,7 +47,10 @@ pub struct Call<'a> {
 pub struct Answer<'a> {
     pub label: &'a str,
     pub method: &'a str,
-    /// The gRPC-framed answer messages (a server-streaming answer's every message).
+    /// The whole gRPC-framed request (as in [`Call::request`]).
+    pub request: Option<&'a Bytes>,
+    /// The gRPC-framed answer messages (a server-streaming answer's every message); empty for an
+    /// error.
     pub response: &'a Bytes,
     /// Request received -> last frame of the answer.
     pub elapsed: Duration,
@@ -350,7 +353,13 @@ impl Connection {
                     && !streaming
                     && fault.is_none_or(|f| matches!(f.kind, FaultKind::Latency | FaultKind::Outage)) =>
             {
-                Some(AnswerTap { observer: Arc::clone(observer), label: Arc::clone(&self.label), method, received })
+                Some(AnswerTap {
+                    observer: Arc::clone(observer),
+                    label: Arc::clone(&self.label),
+                    method,
+                    request: whole,
+                    received,
+                })
             }
             _ => None,
         };

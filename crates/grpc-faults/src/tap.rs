@@ -16,6 +16,7 @@ pub struct AnswerTap {
     pub observer: Arc<dyn Observer>,
     pub label: Arc<str>,
     pub method: String,
+    pub request: Option<Bytes>,
     pub received: Instant,
 }
 
@@ -75,6 +76,7 @@ impl<B> Tapped<B> {
             tap.observer.answered(&Answer {
                 label: &tap.label,
                 method: &tap.method,
+                request: tap.request.as_ref(),
                 response: &response,
                 elapsed: tap.received.elapsed(),
             });
