@@ -34,7 +34,7 @@ use props_pipeline::batch::state::BatchState;
 use props_pipeline::batch::store::BatchStore;
 use props_pipeline::config::SubscriptionPolicy;
 use props_pipeline::messages::{TriggerMessage, TriggerMode};
-use props_pipeline::nba::store::current_predictions;
+use props_pipeline::nba::store::{current_predictions, published_batch};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -154,6 +154,8 @@ async fn kills_duplicates_malformed_messages_and_a_regeneration_lose_nothing() {
     assert_eq!((done.len() + failed.len()) as u64, last.expected_count);
     assert_eq!(last.expected_count, PLAYERS as u64);
     assert_eq!(last.done_count, Some(done.len() as u64));
+    let published = published_batch(&db, DATE).await.unwrap();
+    assert_eq!(published, Some((second.clone(), last.generation)), "the date's pointer publishes the final generation");
     let current = current_predictions(&db, DATE).await.unwrap();
     assert_eq!(current.len(), done.len(), "one current prediction per done item");
     assert!(current.iter().all(|p| p.generation == last.generation && p.batch_id == second));

@@ -107,9 +107,9 @@ async fn a_person_watches_a_batch_finish_filters_its_failures_and_follows_a_rege
     screenshot(&browser, "dashboard-batch-complete.png").await;
     browser.click("#failed-only").await;
     browser.click("#apply-filter").await;
+    browser.wait_for_url("?failed=1").await;
     let failed: BTreeSet<String> = browser.attrs("tr.item", "data-item").await.into_iter().collect();
     assert_eq!(failed, FAILING.iter().map(|s| s.to_string()).collect(), "exactly the failed items");
-    assert!(browser.client.current_url().await.unwrap().as_str().ends_with("?failed=1"));
     let errors = browser.text("#items").await;
     assert!(errors.contains("player0003 always fails (test)"), "{errors}");
 
@@ -117,7 +117,7 @@ async fn a_person_watches_a_batch_finish_filters_its_failures_and_follows_a_rege
     browser.click("#failed-only").await;
     browser.click("#skipped-only").await;
     browser.click("#apply-filter").await;
-    assert!(browser.client.current_url().await.unwrap().as_str().ends_with("?skipped=1"));
+    browser.wait_for_url("?skipped=1").await;
     let skipped: BTreeSet<String> = browser.attrs("tr.item", "data-item").await.into_iter().collect();
     assert_eq!(skipped, SKIPPING.iter().map(|s| s.to_string()).collect(), "exactly the skipped items");
     assert_eq!(browser.attrs("tr.item", "data-status").await, vec!["skipped"; SKIPPING.len()]);
@@ -211,8 +211,9 @@ async fn a_date_page_sorts_real_predictions_and_shows_the_export() {
     assert_eq!(browser.attrs("tr.prop", "data-edge").await.len(), props, "every prop of the current generation");
     // Click "Edge" twice: ascending, then descending.
     browser.click("th a[href*='sort=edge']").await;
+    browser.wait_for_url("sort=edge&dir=asc").await;
     browser.click("th a[href*='sort=edge']").await;
-    assert!(browser.client.current_url().await.unwrap().as_str().ends_with("sort=edge&dir=desc"));
+    browser.wait_for_url("sort=edge&dir=desc").await;
     let edges: Vec<f64> = browser.attrs("tr.prop", "data-edge").await.iter().map(|e| e.parse().unwrap()).collect();
     assert_eq!(edges.len(), props);
     assert!(edges.windows(2).all(|w| w[0] >= w[1]), "sorted by edge, descending");

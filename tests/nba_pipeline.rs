@@ -21,7 +21,7 @@ use props_pipeline::nba::domain::{NbaDomain, NbaWorker};
 use props_pipeline::nba::export::{ExportRole, Exporter};
 use props_pipeline::nba::load::load;
 use props_pipeline::nba::model::ModelConfig;
-use props_pipeline::nba::store::{current_predictions, export_record, superseded_predictions};
+use props_pipeline::nba::store::{batch_predictions, current_predictions, export_record, published_batch};
 use props_pipeline::runner::{Role, Roles};
 use tokio_util::sync::CancellationToken;
 
@@ -91,10 +91,12 @@ async fn a_real_playoff_date_runs_end_to_end_and_regenerates() {
     let file = exported(&path, 2, Duration::from_secs(60)).await;
     assert_eq!(file.batch_id, second.batch_id);
     let current = current_predictions(&db, DATE).await.unwrap();
-    assert!(current.iter().all(|p| p.generation == 2 && p.superseded_by_generation.is_none()));
-    let history = superseded_predictions(&db, DATE).await.unwrap();
-    assert_eq!(history.len() as u64, first.done_count.unwrap(), "every generation-1 prediction is kept");
-    assert!(history.iter().all(|p| p.generation == 1 && p.superseded_by_generation == Some(2)));
+    assert!(current.iter().all(|p| p.generation == 2 && p.batch_id == second.batch_id));
+    assert_eq!(published_batch(&db, DATE).await.unwrap(), Some((second.batch_id.clone(), 2)), "the pointer flipped");
+    // Generation 1 was not copied or changed: its predictions are still where its workers wrote them.
+    let older = batch_predictions(&db, &first.batch_id, 1).await.unwrap();
+    assert_eq!(older.len() as u64, first.done_count.unwrap(), "every generation-1 prediction is kept");
+    assert_eq!(store.header(&first.batch_id).await.unwrap().map(|h| h.state), Some(BatchState::Complete));
     assert_eq!(export_record(&db, DATE).await.unwrap().map(|r| r.generation), Some(2));
 
     shutdown.cancel();

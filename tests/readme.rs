@@ -85,6 +85,11 @@ const PLAN: &[(&str, &str, Action)] = &[
     (README, "props-pipeline audit", Run { exit: 0, line: "\"outcome\": \"superseding\"" }),
     (
         README,
+        "props-pipeline predictions --game-date 2024-04-22",
+        Run { exit: 0, line: "COMPLETE, published): 45 players" },
+    ),
+    (
+        README,
         "props-pipeline backfill --from 2025-06-19 --to 2025-06-22 --reason \"rebuild after model fix\"",
         Run { exit: 0, line: "2025-06-22 COMPLETE" },
     ),

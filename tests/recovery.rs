@@ -15,19 +15,20 @@ use common::test_domain::{TestWorker, consolidation_calls};
 use common::{TestEnv, fast_retry_policy, wait_for};
 use firestore::{FirestoreDb, FirestoreInstant};
 use props_pipeline::batch::dead_letters::DeadLetterRecord;
-use props_pipeline::batch::documents::{ItemStatus, batch_id_for};
+use props_pipeline::batch::documents::{GAME_DATES, GameDatePointer, ItemStatus, batch_id_for};
 use props_pipeline::batch::domain::{ItemHandler, ItemOutcome};
 use props_pipeline::batch::engine::FinalizeReport;
 use props_pipeline::batch::redrive::ItemRedriveReport;
 use props_pipeline::batch::roles::WorkerRole;
 use props_pipeline::batch::settings::EngineSettings;
 use props_pipeline::batch::state::{BatchState, ClaimDecision};
-use props_pipeline::batch::store::{BeginOutcome, NewBatch};
+use props_pipeline::batch::store::{BatchStore, BeginOutcome, NewBatch};
 use props_pipeline::batch::sweep_policy::SweepSettings;
 use props_pipeline::config::ConsumerSettings;
 use props_pipeline::messages::{ReadyMessage, RequestMessage, TriggerMode};
 use props_pipeline::nba::export::{ExportFile, ExportOutcome, Exporter};
-use props_pipeline::nba::store::{PREDICTION_PLAYERS, PREDICTIONS, StoredPrediction, export_record};
+use props_pipeline::nba::store::export_record;
+use props_pipeline::nba::types::PlayerPrediction;
 use props_pipeline::runner::{Role, Roles};
 use props_pipeline::topology::ChannelKind;
 use tokio_util::sync::CancellationToken;
@@ -179,27 +180,32 @@ async fn a_finalize_claim_held_at_shutdown_is_released_for_the_next_instance() {
     harness.stop().await;
 }
 
-/// Makes `generation` (of `batch_id`) the date's current predictions, for two players.
+/// Makes `generation` (of `batch_id`) the date's current predictions, for two players: its results,
+/// and the date's pointer publishing it, as a finished batch leaves them.
 async fn put_predictions(db: &FirestoreDb, batch_id: &str, generation: u64) {
-    let parent = db.parent_path(PREDICTIONS, DATE).unwrap();
+    let store = BatchStore::new(db.clone());
     for player in ["alpha", "beta"] {
-        let prediction = serde_json::from_value(serde_json::json!({
+        let prediction: PlayerPrediction = serde_json::from_value(serde_json::json!({
             "player_lookup": player, "player_name": player, "team": "AAA", "opponent": "BBB",
             "game_date": DATE, "projected_minutes": 30.0 + generation as f64, "games_used": 10, "props": []
         }))
         .unwrap();
-        let stored =
-            StoredPrediction { batch_id: batch_id.into(), generation, prediction, superseded_by_generation: None };
-        db.fluent()
-            .update()
-            .in_col(PREDICTION_PLAYERS)
-            .document_id(player)
-            .parent(&parent)
-            .object(&stored)
-            .execute::<StoredPrediction>()
-            .await
-            .unwrap();
+        store.stage_result(batch_id, player, &prediction).await.unwrap();
     }
+    let pointer = GameDatePointer {
+        current_generation: generation,
+        current_batch_id: batch_id.into(),
+        published_batch_id: Some(batch_id.into()),
+        published_generation: Some(generation),
+    };
+    db.fluent()
+        .update()
+        .in_col(GAME_DATES)
+        .document_id(DATE)
+        .object(&pointer)
+        .execute::<GameDatePointer>()
+        .await
+        .unwrap();
 }
 
 fn ready(batch_id: &str, generation: u64) -> ReadyMessage {

@@ -18,7 +18,9 @@ use props_pipeline::messages::{RequestMessage, TriggerMessage, TriggerMode};
 use props_pipeline::nba::domain::NbaWorker;
 use props_pipeline::nba::export::ExportFile;
 use props_pipeline::nba::model::ModelConfig;
-use props_pipeline::nba::store::{StoredPrediction, current_predictions, export_record, superseded_predictions};
+use props_pipeline::nba::store::{
+    StoredPrediction, batch_predictions, current_predictions, export_record, published_batch,
+};
 
 const DATE: &str = "2023-05-02";
 
@@ -89,9 +91,8 @@ async fn a_regeneration_whose_worker_fails_every_item_leaves_the_previous_genera
     tokio::time::sleep(Duration::from_secs(3)).await;
     let current_after = by_player(current_predictions(&db, DATE).await.unwrap());
     assert_eq!(current_after, current_before, "generation 1 is still the current answer, untouched");
-    assert!(current_after.values().all(|p| p.generation == 1 && p.superseded_by_generation.is_none()));
-    let history = superseded_predictions(&db, DATE).await.unwrap();
-    assert!(history.is_empty(), "nothing is marked superseded by a batch that failed: {history:?}");
+    assert!(current_after.values().all(|p| p.generation == 1 && p.batch_id == first.batch_id));
+    assert_eq!(published_batch(&db, DATE).await.unwrap(), Some((first.batch_id.clone(), 1)), "the pointer stayed");
     assert_eq!(std::fs::read(nba.export_path(DATE)).unwrap(), export_before, "the export file is unchanged");
     assert_eq!(export_record(&db, DATE).await.unwrap(), Some(record_before), "the export record is unchanged");
     assert_eq!(store.header(&first.batch_id).await.unwrap().unwrap().state, BatchState::Complete);
@@ -105,10 +106,11 @@ async fn a_regeneration_whose_worker_fails_every_item_leaves_the_previous_genera
     assert_eq!((third.state, third.generation), (BatchState::Complete, 3), "{third:?}");
     exported_generation(&nba, 3).await;
     let current = current_predictions(&db, DATE).await.unwrap();
-    assert!(current.iter().all(|p| p.generation == 3));
-    let history = superseded_predictions(&db, DATE).await.unwrap();
-    assert_eq!(history.len() as u64, predicted);
-    assert!(history.iter().all(|p| p.generation == 1 && p.superseded_by_generation == Some(3)));
+    assert!(current.iter().all(|p| p.generation == 3 && p.batch_id == third.batch_id));
+    assert_eq!(published_batch(&db, DATE).await.unwrap(), Some((third.batch_id.clone(), 3)));
+    // Generation 1's predictions were never copied or changed, only unpublished.
+    let older = by_player(batch_predictions(&db, &first.batch_id, 1).await.unwrap());
+    assert_eq!(older, current_before, "generation 1 is still readable where its workers wrote it");
     let audit = store.audit_record(&third.trigger_message_id).await.unwrap().expect("audited");
     assert_eq!(audit.supersedes_batch_id.as_deref(), Some(second.batch_id.as_str()));
     assert_eq!(audit.supersedes_batch_state, Some(BatchState::Failed));

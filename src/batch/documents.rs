@@ -1,7 +1,7 @@
 //! The engine's Firestore documents (the design's layout) and where they live.
 //!
 //! ```text
-//! game_dates/{date}                        GameDatePointer   fencing pointer per business key
+//! game_dates/{date}                        GameDatePointer   fencing pointer and published generation per key
 //! batches/{batch_id}                       BatchHeader       O(1) writes per batch
 //! batches/{batch_id}/items/{item}          ItemMarker        pending -> done | failed | skipped, once
 //! batches/{batch_id}/counters/{shard}      CounterShard      done/failed/skipped totals, over shards
@@ -21,11 +21,20 @@ pub const COUNTERS: &str = "counters";
 pub const RESULTS: &str = "results";
 pub const DEAD_LETTERS: &str = "dead_letters";
 
-/// `game_dates/{date}`: which generation and batch are current for a date.
+/// `game_dates/{date}`: which batch is the date's newest generation (the fence: only it may finish
+/// COMPLETE), and which one is published (its results are the date's current ones).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GameDatePointer {
     pub current_generation: u64,
     pub current_batch_id: String,
+    /// The published generation: the last batch that finished COMPLETE while it was current. Written
+    /// in the same commit that makes it COMPLETE, so it only ever names a COMPLETE batch; a newer
+    /// generation that fails or is superseded leaves it where it was. Readers follow it to the batch's
+    /// results (`batches/{id}/results`), which are never copied or changed after the batch finishes.
+    #[serde(default)]
+    pub published_batch_id: Option<String>,
+    #[serde(default)]
+    pub published_generation: Option<u64>,
 }
 
 /// `batches/{batch_id}`: written when the batch is created, sealed, claimed, finalized and announced,

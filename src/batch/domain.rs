@@ -1,5 +1,6 @@
-//! How a domain plugs into the engine: list the items of a key, handle one item, consolidate a
-//! finished batch. The engine calls these; it never looks inside items or results.
+//! How a domain plugs into the engine: list the items of a key, handle one item, and (optionally) act
+//! on a finished batch before it is published. The engine calls these; it never looks inside items or
+//! results.
 
 use thiserror::Error;
 
@@ -41,12 +42,21 @@ pub trait BatchDomain: Send + Sync + 'static {
         async { Ok(None) }
     }
 
-    /// Moves the staged results of a finished batch into place. Called once per batch by the finalize
-    /// claim holder, but again after a crash or lease takeover, so it must be idempotent; and it must
-    /// never let an older generation overwrite a newer one's results. Older results may be marked
-    /// superseded only here, in the same call that puts the replacements in place (a swap).
-    fn consolidate(&self, batch: &BatchHeader)
-    -> impl Future<Output = Result<ConsolidationReport, DomainError>> + Send;
+    /// Extra work before a batch is published, for a domain whose readers do not follow the date's
+    /// pointer (say, a copy of the results into another store). The engine publishes a batch by
+    /// flipping `game_dates/{date}.published_batch_id` to it in the commit that makes it COMPLETE; its
+    /// results stay where the workers staged them, so a domain whose readers follow the pointer has
+    /// nothing to do (the default, `None`: the engine reports the batch's done items as the
+    /// replacements and the previously published batch's as superseded). Called by the finalize claim
+    /// holder, again after a crash or a lease takeover, so it must be idempotent; a permanent error
+    /// fails the batch and the pointer stays.
+    fn consolidate(
+        &self,
+        batch: &BatchHeader,
+    ) -> impl Future<Output = Result<Option<ConsolidationReport>, DomainError>> + Send {
+        let _ = batch;
+        async { Ok(None) }
+    }
 }
 
 /// What handling one item came to.

@@ -1,10 +1,11 @@
-//! Finalizing a batch exactly once: claim (a guarded header write), consolidate through the domain,
-//! finish behind the generation fence, announce (the ready outbox). A claim this attempt cannot see
+//! Finalizing a batch exactly once: claim (a guarded header write), the domain's optional
+//! consolidation, finish behind the generation fence (publishing the batch by flipping the date's
+//! pointer in the same commit, see [`super::finish`]), announce (the ready outbox). A claim this attempt cannot see
 //! through is released at once, so nobody waits out a lease no one works under.
 
 use backon::{ExponentialBuilder, Retryable};
 
-use super::documents::BatchHeader;
+use super::documents::{BatchHeader, GameDatePointer};
 use super::domain::{BatchDomain, ConsolidationReport, DomainError};
 use super::engine::{ALERT_BATCH_FAILED, ALERT_LOW_COVERAGE, BatchEngine, EngineError, FinalizeReport};
 use super::state::{BatchState, ClaimDecision, decide_claim, is_low_coverage, outcome};
@@ -111,11 +112,10 @@ impl<D: BatchDomain> BatchEngine<D> {
         // and supersedes a batch whose date pointer moved on.
         let will_fail = outcome(totals.failed, totals.skipped, header.expected_count, header.tolerated_failed_fraction)
             == BatchState::Failed;
-        let failure_reason = if will_fail || !self.store.is_current(&header).await? {
-            None
-        } else {
-            self.consolidate(&header, totals.skipped).await?
-        };
+        let pointer = self.store.pointer(&header.game_date).await?;
+        let current = pointer.as_ref().is_some_and(|p| p.current_batch_id == header.batch_id);
+        let failure_reason =
+            if will_fail || !current { None } else { self.consolidate(&header, totals, pointer.as_ref()).await? };
         let finished = match self.store.finish(batch_id, owner, totals, failure_reason.as_deref()).await? {
             FinishOutcome::NotOwner(header) => {
                 tracing::warn!(batch_id, state = %header.state, "lost the finalize claim before finishing");
@@ -152,23 +152,50 @@ impl<D: BatchDomain> BatchEngine<D> {
         Ok(FinalizeReport::Finalized(finished.state))
     }
 
-    /// Consolidates through the domain and adds what it changed to the audit record of the batch's
-    /// trigger. Returns the failure reason of a permanent consolidation error; a transient error is
-    /// returned as an error, and the caller releases the claim so the redelivery takes over now rather
-    /// than after the lease.
-    async fn consolidate(&self, header: &BatchHeader, skipped: u64) -> Result<Option<String>, EngineError> {
-        match self.domain.consolidate(header).await {
-            Ok(report) => match self.audit_consolidation(header, &report, skipped).await {
-                Err(error) if !error.is_transient() => {
-                    // The predictions are in place; an audit that cannot be written must not block them.
-                    tracing::error!(batch_id = header.batch_id, %error, "could not audit the consolidation");
-                    Ok(None)
-                }
-                other => other.map(|()| None).map_err(EngineError::from),
+    /// Runs the domain's consolidation, if it has one, and adds what publishing the batch changes to
+    /// the audit record of its trigger: by default this batch's done items become current and the
+    /// published batch's (`pointer`) are superseded. Returns the failure reason of a permanent
+    /// consolidation error; a transient error is returned as an error, and the caller releases the
+    /// claim so the redelivery takes over now rather than after the lease.
+    async fn consolidate(
+        &self,
+        header: &BatchHeader,
+        totals: Totals,
+        pointer: Option<&GameDatePointer>,
+    ) -> Result<Option<String>, EngineError> {
+        let report = match self.domain.consolidate(header).await {
+            Ok(Some(report)) => report,
+            Ok(None) => ConsolidationReport {
+                superseded: self.published_done_count(header, pointer).await?,
+                replacements: totals.done,
             },
-            Err(DomainError::Permanent(reason)) => Ok(Some(format!("consolidation failed: {reason}"))),
-            Err(transient) => Err(transient.into()),
+            Err(DomainError::Permanent(reason)) => return Ok(Some(format!("consolidation failed: {reason}"))),
+            Err(transient) => return Err(transient.into()),
+        };
+        match self.audit_consolidation(header, &report, totals.skipped).await {
+            Err(error) if !error.is_transient() => {
+                // The results are in place; an audit that cannot be written must not block them.
+                tracing::error!(batch_id = header.batch_id, %error, "could not audit the consolidation");
+                Ok(None)
+            }
+            other => other.map(|()| None).map_err(EngineError::from),
         }
+    }
+
+    /// Done items of the batch the date's pointer publishes now (the ones `header` replaces).
+    async fn published_done_count(
+        &self,
+        header: &BatchHeader,
+        pointer: Option<&GameDatePointer>,
+    ) -> Result<u64, EngineError> {
+        let Some(published) = pointer.and_then(|p| p.published_batch_id.as_deref()) else {
+            return Ok(0);
+        };
+        if published == header.batch_id {
+            return Ok(0);
+        }
+        let previous = self.store.header(published).await?;
+        Ok(previous.and_then(|h| h.done_count).unwrap_or_default())
     }
 
     /// Adds the consolidation's counts and the skipped items (with their reasons) to the audit record.

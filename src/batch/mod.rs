@@ -18,12 +18,14 @@
 
 pub mod audit;
 pub mod backfill;
+pub mod begin;
 pub mod claims;
 pub mod dead_letters;
 pub mod documents;
 pub mod domain;
 pub mod engine;
 pub mod finalize;
+pub mod finish;
 pub mod redrive;
 pub mod roles;
 pub mod settings;

@@ -150,14 +150,16 @@ impl<D: BatchDomain> BatchEngine<D> {
 impl<D: BatchDomain> BatchEngine<D> {
     /// The dead-letter role's answer to a ready event that ran out of delivery attempts without a
     /// verdict (the exporter met only transient failures): announce the batch again, unless it is no
-    /// longer the date's current batch. The exporter is idempotent, so a redundant announcement costs
+    /// longer the date's published batch. The exporter is idempotent, so a redundant announcement costs
     /// one export check. Returns what happened, for the dead-letter record.
     pub async fn reannounce(&self, ready: &ReadyMessage) -> Result<String, EngineError> {
         let Some(header) = self.store().header(&ready.batch_id).await? else {
             return Ok("nothing to do: the batch no longer exists".into());
         };
-        if header.state != BatchState::Complete || !self.store().is_current(&header).await? {
-            return Ok(format!("nothing to do: the batch is {} and not the date's current one", header.state));
+        let pointer = self.store().pointer(&header.game_date).await?;
+        let published = pointer.and_then(|p| p.published_batch_id).is_some_and(|id| id == header.batch_id);
+        if header.state != BatchState::Complete || !published {
+            return Ok(format!("nothing to do: the batch is {} and not the date's published one", header.state));
         }
         if self.store().reopen_announcement(&ready.batch_id).await? {
             tracing::warn!(batch_id = ready.batch_id, "ready event out of delivery attempts; announcing again");

@@ -131,6 +131,31 @@ fn has_requests_out(state: BatchState) -> bool {
     matches!(state, BatchState::Publishing | BatchState::Running)
 }
 
+/// How long before its `expire_at` the sweeper renews a published batch: a Firestore TTL policy
+/// deletes expired documents within about a day, so the renewal must come first.
+pub const RENEW_PUBLISHED_BEFORE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// What retention does with a batch whose `expire_at` is near or past.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// The date's pointer publishes it: push `expire_at` out by the batch's own retention span.
+    Renew,
+    /// Past `expire_at` and not published: delete it with its subcollections.
+    Delete,
+    /// Not expired yet.
+    Keep,
+}
+
+/// Retention never deletes the batch a date's pointer publishes (its results are the date's current
+/// predictions); it renews it ahead of any TTL policy instead.
+pub fn retention(expire_at: FirestoreInstant, now: FirestoreInstant, published: bool) -> Retention {
+    if published {
+        let horizon = now.saturating_add(RENEW_PUBLISHED_BEFORE).unwrap_or(now);
+        return if expire_at < horizon { Retention::Renew } else { Retention::Keep };
+    }
+    if expire_at < now { Retention::Delete } else { Retention::Keep }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,5 +233,22 @@ mod tests {
         assert!(bad.validate().is_err(), "stuck threshold below the stall threshold");
         let bad = SweepSettings { sweep_interval_secs: 0, ..Default::default() };
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn retention_renews_a_published_batch_ahead_of_ttl_and_deletes_only_the_others() {
+        let now = FirestoreInstant::now();
+        let at = |secs: i64| {
+            if secs >= 0 {
+                now.saturating_add(Duration::from_secs(secs as u64)).unwrap()
+            } else {
+                now.saturating_sub(Duration::from_secs((-secs) as u64)).unwrap()
+            }
+        };
+        assert_eq!(retention(at(-10), now, false), Retention::Delete);
+        assert_eq!(retention(at(3600), now, false), Retention::Keep);
+        assert_eq!(retention(at(-10), now, true), Retention::Renew, "never deleted while published");
+        assert_eq!(retention(at(3600), now, true), Retention::Renew, "renewed a day ahead of a TTL policy");
+        assert_eq!(retention(at(3 * 24 * 3600), now, true), Retention::Keep);
     }
 }

@@ -9,7 +9,8 @@
 //!   (markers, pending requests, seal), under the same record and cap as a redrive;
 //! - any unsettled batch idle past the stuck threshold (or out of redrives) raises ALERT_BATCH_STUCK;
 //! - COMPLETE without a recorded ready event: announced again (after the announcer's lease);
-//! - batches past `expire_at` are deleted with their subcollections;
+//! - batches past `expire_at` are deleted with their subcollections, except the one its date publishes
+//!   (renewed a day ahead instead);
 //! - gauges: batches by state, stuck batches.
 
 use std::sync::Arc;
@@ -21,7 +22,9 @@ use super::documents::BatchHeader;
 use super::domain::BatchDomain;
 use super::engine::{BatchEngine, EngineError, FinalizeReport};
 use super::state::BatchState;
-use super::sweep_policy::{RedriveDecision, RedriveRequest, SweepSettings, idle_for, is_stuck};
+use super::sweep_policy::{
+    RENEW_PUBLISHED_BEFORE, RedriveDecision, RedriveRequest, Retention, SweepSettings, idle_for, is_stuck, retention,
+};
 use crate::ops::metrics::{ALERTS_TOTAL, BATCHES, STUCK_BATCHES};
 
 /// Stable marker in the log line of a stuck batch, for log-based alerts.
@@ -194,29 +197,47 @@ impl<D: BatchDomain> Sweeper<D> {
         }
     }
 
+    /// Deletes batches past retention, except the ones their date's pointer publishes: those are
+    /// renewed a day before they would expire, so neither this pass nor a TTL policy removes the
+    /// date's current predictions.
     async fn delete_expired(&self, report: &mut SweepReport, shutdown: &CancellationToken) {
         let store = self.engine.store();
-        let expired = match store.expired_batches(FirestoreInstant::now(), MAX_DELETIONS_PER_PASS).await {
-            Ok(ids) => ids,
+        let now = FirestoreInstant::now();
+        let horizon = now.saturating_add(RENEW_PUBLISHED_BEFORE).unwrap_or(now);
+        let expiring = match store.expiring_batches(horizon, MAX_DELETIONS_PER_PASS).await {
+            Ok(headers) => headers,
             Err(error) => {
                 report.errors += 1;
-                tracing::warn!(%error, "listing expired batches failed");
+                tracing::warn!(%error, "listing expiring batches failed");
                 return;
             }
         };
-        for batch_id in expired {
+        for header in expiring {
             if shutdown.is_cancelled() {
                 return;
             }
-            match store.delete_batch(&batch_id).await {
-                Ok(documents) => {
-                    report.deleted += 1;
-                    tracing::info!(batch_id, documents, "deleted a batch past its retention");
-                }
+            let batch_id = header.batch_id.as_str();
+            let published = match store.pointer(&header.game_date).await {
+                Ok(pointer) => pointer.and_then(|p| p.published_batch_id).is_some_and(|id| id == batch_id),
                 Err(error) => {
                     report.errors += 1;
-                    tracing::warn!(batch_id, %error, "deleting an expired batch failed");
+                    tracing::warn!(batch_id, %error, "reading the date pointer before retention failed");
+                    continue;
                 }
+            };
+            let result = match retention(header.expire_at, now, published) {
+                Retention::Keep => continue,
+                Retention::Renew => store.renew_retention(batch_id, now).await.map(|()| {
+                    tracing::info!(batch_id, "renewed the retention of a published batch");
+                }),
+                Retention::Delete => store.delete_batch(batch_id).await.map(|documents| {
+                    report.deleted += 1;
+                    tracing::info!(batch_id, documents, "deleted a batch past its retention");
+                }),
+            };
+            if let Err(error) = result {
+                report.errors += 1;
+                tracing::warn!(batch_id, %error, "retention of a batch failed");
             }
         }
     }

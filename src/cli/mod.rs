@@ -11,6 +11,7 @@ pub mod exit;
 mod load;
 pub mod logging;
 mod output;
+mod predictions;
 mod repair;
 mod run;
 mod setup;
@@ -63,6 +64,8 @@ pub enum Command {
     Backfill(backfill::BackfillArgs),
     /// Serve the read-only operator dashboard (batches, items, lineage, dead letters, audit; JSON under /api/).
     Dashboard(dashboard::DashboardArgs),
+    /// Print a date's current predictions (the batch its pointer publishes), or a given generation's.
+    Predictions(predictions::PredictionsArgs),
 }
 
 impl Command {
@@ -81,6 +84,7 @@ impl Command {
             Command::Audit(args) => args.google.settings(),
             Command::Backfill(args) => args.google.settings(),
             Command::Dashboard(args) => args.google.settings(),
+            Command::Predictions(args) => args.google.settings(),
         })
     }
 }
@@ -104,6 +108,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(args) => audit::run(args).await,
         Command::Backfill(args) => backfill::run(args).await,
         Command::Dashboard(args) => dashboard::run(args).await,
+        Command::Predictions(args) => predictions::run(args).await,
     }
 }
 

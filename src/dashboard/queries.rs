@@ -438,29 +438,41 @@ pub async fn dead_letter_page(
 /// The NBA predictions and export record of a date (a slate is a few hundred players; capped anyway).
 pub mod nba {
     use super::*;
-    use crate::nba::store::{EXPORTS, ExportRecord, PREDICTION_PLAYERS, PREDICTIONS, StoredPrediction};
+    use crate::batch::documents::RESULTS;
+    use crate::nba::store::{EXPORTS, ExportRecord, StoredPrediction};
+    use crate::nba::types::PlayerPrediction;
 
     /// Most predictions a date page reads.
     pub const MAX_PREDICTIONS: u32 = 1000;
 
+    /// The predictions of the date's published batch (`(batch id, generation)`, from its pointer).
     pub async fn predictions(
         store: &BatchStore,
-        date: &str,
+        published: Option<(String, u64)>,
         reads: &Reads,
     ) -> Result<Vec<StoredPrediction>, StoreError> {
+        let Some((batch_id, generation)) = published else {
+            return Ok(Vec::new());
+        };
         let db = store.db();
-        let parent = db.parent_path(PREDICTIONS, date).map_err(error("building a path"))?;
+        let parent = db.parent_path(BATCHES, &batch_id).map_err(error("building a path"))?;
         let documents = db
             .fluent()
             .select()
-            .from(PREDICTION_PLAYERS)
+            .from(RESULTS)
             .parent(&parent)
             .limit(MAX_PREDICTIONS)
             .query()
             .await
             .map_err(error("reading predictions"))?;
         reads.documents(documents.len());
-        Ok(decode(&documents)?.into_iter().map(|(_, p)| p).collect())
+        // Results of another domain's batch on the same date (the engine is generic) are not
+        // predictions: the page lists none rather than failing.
+        Ok(documents
+            .iter()
+            .filter_map(|doc| FirestoreDb::deserialize_doc_to::<PlayerPrediction>(doc).ok())
+            .map(|prediction| StoredPrediction { batch_id: batch_id.clone(), generation, prediction })
+            .collect())
     }
 
     pub async fn export_record(

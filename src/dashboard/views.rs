@@ -129,6 +129,8 @@ pub struct DateViewData {
     pub game_date: String,
     pub current_batch_id: Option<String>,
     pub current_generation: Option<u64>,
+    /// The batch whose predictions are current (the pointer's published generation).
+    pub published_batch_id: Option<String>,
     pub export: Option<ExportRecord>,
     pub props: Vec<PropRow>,
     pub lineage: Lineage,
@@ -148,7 +150,9 @@ pub async fn date(
         return Ok(None);
     }
     let export = queries::nba::export_record(store, &date, reads).await?;
-    let mut props: Vec<PropRow> = queries::nba::predictions(store, &date, reads)
+    let published_batch_id = pointer.as_ref().and_then(|p| p.published_batch_id.clone());
+    let published = pointer.as_ref().and_then(|p| Some((p.published_batch_id.clone()?, p.published_generation?)));
+    let mut props: Vec<PropRow> = queries::nba::predictions(store, published, reads)
         .await?
         .into_iter()
         .flat_map(|stored| {
@@ -176,6 +180,7 @@ pub async fn date(
         game_date: date,
         current_batch_id: pointer.as_ref().map(|p| p.current_batch_id.clone()),
         current_generation: pointer.map(|p| p.current_generation),
+        published_batch_id,
         export,
         props,
         lineage,

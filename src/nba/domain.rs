@@ -1,14 +1,13 @@
 //! The NBA domain plugged into the batch engine: the slate lists the items, the model handles one
-//! player, consolidation swaps in the new predictions.
+//! player. Nothing is consolidated: a finished batch's predictions stay in its results, and readers
+//! follow the date's published pointer to them (see `store::current_predictions`).
 
 use firestore::FirestoreDb;
 
-use super::consolidate::consolidate;
 use super::inputs::worker_inputs;
 use super::model::{ModelConfig, ModelError, league_model_version, predict};
 use super::store::{slate_header, slate_players};
-use crate::batch::documents::BatchHeader;
-use crate::batch::domain::{BatchDomain, ConsolidationReport, DomainError, ItemHandler, ItemOutcome};
+use crate::batch::domain::{BatchDomain, DomainError, ItemHandler, ItemOutcome};
 use crate::batch::store::{BatchStore, StoreError};
 use crate::messages::{GameDate, RequestMessage};
 
@@ -52,20 +51,6 @@ impl BatchDomain for NbaDomain {
     async fn model_version(&self, game_date: GameDate) -> Result<Option<String>, DomainError> {
         let header = slate_header(self.db(), &game_date.to_string()).await.map_err(storage)?;
         Ok(header.map(|h| league_model_version(&h.league)))
-    }
-
-    async fn consolidate(&self, batch: &BatchHeader) -> Result<ConsolidationReport, DomainError> {
-        let summary = consolidate(&self.store, batch).await?;
-        tracing::info!(
-            batch_id = batch.batch_id,
-            written = summary.written,
-            superseded = summary.superseded,
-            skipped_newer = summary.skipped_newer,
-            superseded_total = summary.report.superseded,
-            replacements = summary.report.replacements,
-            "predictions consolidated"
-        );
-        Ok(summary.report)
     }
 }
 

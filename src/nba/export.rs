@@ -17,7 +17,7 @@ use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 
 use super::store::{
-    EXPORTS, ExportRecord, StoredPrediction, current_predictions, export_record, fingerprint, firestore_error,
+    EXPORTS, ExportRecord, batch_predictions, export_record, fingerprint, firestore_error, published_batch,
 };
 use super::types::PlayerPrediction;
 use crate::batch::status::skipped_items;
@@ -161,7 +161,7 @@ impl Exporter {
             );
             let target = Target { batch_id: record.batch_id, generation: record.generation };
             if let ExportOutcome::SkippedOlder { .. } = self.export_generation(date, &target).await? {
-                // An even newer generation is consolidated; its own ready event exports it.
+                // An even newer generation is published; its own ready event exports it.
                 return Ok(());
             }
         }
@@ -169,14 +169,15 @@ impl Exporter {
     }
 
     async fn export_generation(&self, date: &str, target: &Target) -> Result<ExportOutcome, ExportError> {
-        let current = current_predictions(&self.db, date).await?;
-        let newest = current.iter().map(|p| p.generation).max().unwrap_or(0);
-        if newest > target.generation {
-            return Ok(ExportOutcome::SkippedOlder { exported_generation: newest });
+        // The pointer only says whether a newer generation is published; the predictions are the
+        // target batch's own results, which nothing changes after the batch finished.
+        let published = published_batch(&self.db, date).await?.map_or(0, |(_, generation)| generation);
+        if published > target.generation {
+            return Ok(ExportOutcome::SkippedOlder { exported_generation: published });
         }
-        let mut players: Vec<PlayerPrediction> = current
+        let mut players: Vec<PlayerPrediction> = batch_predictions(&self.db, &target.batch_id, target.generation)
+            .await?
             .into_iter()
-            .filter(|p: &StoredPrediction| p.generation == target.generation)
             .map(|p| p.prediction)
             .collect();
         players.sort_by(|a, b| a.player_lookup.cmp(&b.player_lookup));

@@ -5,12 +5,10 @@
 //! - [`model`]: the baseline prop model (pure).
 //! - [`backtest`]: walk-forward backtest of the model on the game logs (pure).
 //! - [`store`]: the domain's Firestore documents; [`load`] writes logs and slates.
-//! - [`domain`]: `BatchDomain` (slate items, consolidation) and `ItemHandler` (the worker).
-//! - [`consolidate`]: the generation-safe swap of predictions.
+//! - [`domain`]: `BatchDomain` (slate items) and `ItemHandler` (the worker).
 //! - [`export`]: the exporter role and the front-end file.
 
 pub mod backtest;
-pub mod consolidate;
 pub mod data;
 pub mod domain;
 pub mod export;

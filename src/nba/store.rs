@@ -4,26 +4,29 @@
 //! player_logs/{player_lookup}                 PlayerLogs: every game of a player, date order
 //! slates/{date}                               SlateHeader: players on the slate, league context
 //! slates/{date}/players/{player_lookup}       SlateEntry (who plays, team, opponent, home, lines)
-//! predictions/{date}/players/{player_lookup}  StoredPrediction: the current prediction
-//! predictions/{date}/history/{player}-g{gen}  StoredPrediction of an older generation, superseded
 //! exports/{date}                              ExportRecord: the last exported generation
 //! ```
+//!
+//! Predictions are not copied anywhere: a worker's [`PlayerPrediction`] stays in its batch's results
+//! (`batches/{batch_id}/results/{player_lookup}`, the engine's layout), and the date's current ones are
+//! those of the batch the date's pointer publishes (`game_dates/{date}.published_batch_id`). The read
+//! path for a downstream consumer is therefore: read `game_dates/{date}`, then list
+//! `batches/{published_batch_id}/results` (paginate by document id). A superseded generation's
+//! predictions stay readable in their own batch until retention deletes it; retention never deletes a
+//! batch a pointer publishes.
 
 use firestore::{FirestoreDb, FirestoreWritePrecondition};
 use serde::{Deserialize, Serialize};
 
 use super::model::LeagueContext;
 use super::types::{GameLog, PlayerPrediction, SlateEntry};
-use crate::batch::store::StoreError;
 pub(crate) use crate::batch::store::firestore_error;
+use crate::batch::store::{BatchStore, StoreError};
 use crate::gcp::firestore::document_id;
 
 pub const PLAYER_LOGS: &str = "player_logs";
 pub const SLATES: &str = "slates";
 pub const SLATE_PLAYERS: &str = "players";
-pub const PREDICTIONS: &str = "predictions";
-pub const PREDICTION_PLAYERS: &str = "players";
-pub const PREDICTION_HISTORY: &str = "history";
 pub const EXPORTS: &str = "exports";
 
 /// BatchWrite accepts at most 500 writes per request.
@@ -50,15 +53,12 @@ pub struct SlateHeader {
     pub checksum: String,
 }
 
-/// `predictions/{date}/players/{player}` and its history copies.
+/// A prediction with the batch (and generation) that made it; read from the batch's results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredPrediction {
     pub batch_id: String,
     pub generation: u64,
     pub prediction: PlayerPrediction,
-    /// The generation that replaced this one; `None` while current.
-    #[serde(default)]
-    pub superseded_by_generation: Option<u64>,
 }
 
 /// `exports/{date}`.
@@ -118,30 +118,32 @@ pub async fn slate_players(db: &FirestoreDb, date: &str) -> Result<Vec<String>, 
     Ok(ids)
 }
 
-/// Current predictions of a date (`predictions/{date}/players`).
-pub async fn current_predictions(db: &FirestoreDb, date: &str) -> Result<Vec<StoredPrediction>, StoreError> {
-    let parent = db.parent_path(PREDICTIONS, date).map_err(firestore_error("building a path"))?;
-    db.fluent()
-        .select()
-        .from(PREDICTION_PLAYERS)
-        .parent(&parent)
-        .obj()
-        .query()
-        .await
-        .map_err(firestore_error("reading predictions"))
+/// The batch whose predictions are the date's current ones, with its generation: what the date's
+/// pointer publishes (set by the engine in the commit that made that batch COMPLETE).
+pub async fn published_batch(db: &FirestoreDb, date: &str) -> Result<Option<(String, u64)>, StoreError> {
+    let pointer = BatchStore::new(db.clone()).pointer(date).await?;
+    Ok(pointer.and_then(|p| Some((p.published_batch_id?, p.published_generation.unwrap_or_default()))))
 }
 
-/// Superseded predictions of a date (`predictions/{date}/history`).
-pub async fn superseded_predictions(db: &FirestoreDb, date: &str) -> Result<Vec<StoredPrediction>, StoreError> {
-    let parent = db.parent_path(PREDICTIONS, date).map_err(firestore_error("building a path"))?;
-    db.fluent()
-        .select()
-        .from(PREDICTION_HISTORY)
-        .parent(&parent)
-        .obj()
-        .query()
-        .await
-        .map_err(firestore_error("reading superseded predictions"))
+/// The predictions one batch made (its results), in player order, published or not.
+pub async fn batch_predictions(
+    db: &FirestoreDb,
+    batch_id: &str,
+    generation: u64,
+) -> Result<Vec<StoredPrediction>, StoreError> {
+    let results: Vec<(String, PlayerPrediction)> = BatchStore::new(db.clone()).staged_results(batch_id).await?;
+    Ok(results
+        .into_iter()
+        .map(|(_, prediction)| StoredPrediction { batch_id: batch_id.to_string(), generation, prediction })
+        .collect())
+}
+
+/// The current predictions of a date: the published batch's (none before a batch of the date completed).
+pub async fn current_predictions(db: &FirestoreDb, date: &str) -> Result<Vec<StoredPrediction>, StoreError> {
+    match published_batch(db, date).await? {
+        Some((batch_id, generation)) => batch_predictions(db, &batch_id, generation).await,
+        None => Ok(Vec::new()),
+    }
 }
 
 pub async fn export_record(db: &FirestoreDb, date: &str) -> Result<Option<ExportRecord>, StoreError> {

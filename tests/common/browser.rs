@@ -104,6 +104,18 @@ impl Browser {
         serde_json::from_value(value).expect("a list of attribute values")
     }
 
+    /// Waits (up to 10 s) until the page's URL ends with `suffix`: a click that submits a form returns
+    /// before the browser navigated.
+    pub async fn wait_for_url(&self, suffix: &str) {
+        let mut last = String::new();
+        let arrived = super::poll_until(Duration::from_secs(10), async || {
+            last = self.client.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+            last.ends_with(suffix).then_some(())
+        })
+        .await;
+        assert!(arrived.is_some(), "the page never reached a URL ending with {suffix}; last: {last}");
+    }
+
     pub async fn click(&self, css: &str) {
         let element = self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("find {css}: {e}"));
         element.click().await.expect("click");

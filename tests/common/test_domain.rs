@@ -46,6 +46,8 @@ pub struct TestDomain {
     pub consolidation_delay_ms: std::sync::atomic::AtomicU64,
     /// What `model_version` answers (the engine records it on each new batch's header).
     pub model_version: Mutex<Option<String>>,
+    /// Publish by the engine's pointer alone, with no consolidation (what the NBA domain does).
+    pub pointer_only: std::sync::atomic::AtomicBool,
 }
 
 impl TestDomain {
@@ -56,6 +58,7 @@ impl TestDomain {
             failing_consolidations: Default::default(),
             consolidation_delay_ms: Default::default(),
             model_version: Mutex::default(),
+            pointer_only: Default::default(),
         }
     }
 
@@ -81,7 +84,10 @@ impl BatchDomain for TestDomain {
         Ok(self.model_version.lock().unwrap().clone())
     }
 
-    async fn consolidate(&self, batch: &BatchHeader) -> Result<ConsolidationReport, DomainError> {
+    async fn consolidate(&self, batch: &BatchHeader) -> Result<Option<ConsolidationReport>, DomainError> {
+        if self.pointer_only.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(None);
+        }
         let batch_id = batch.batch_id.clone();
         self.db()
             .run_transaction(|db, tx| {
@@ -150,7 +156,7 @@ impl BatchDomain for TestDomain {
                     .map_err(transient)?;
             }
         }
-        Ok(report)
+        Ok(Some(report))
     }
 }
 

@@ -2,17 +2,18 @@
 
 use std::time::Duration;
 
-use firestore::{FirestoreDb, FirestoreInstant, FirestoreWritePrecondition};
+use firestore::{FirestoreDb, FirestoreInstant, FirestoreTransaction, FirestoreWritePrecondition};
 use futures::FutureExt;
 
 use super::header::HeaderChange;
 use super::{BatchStore, CountedTransaction, MAX_WRITES_PER_BATCH_WRITE, StoreError, firestore_error};
-use crate::batch::audit::{AuditOutcome, AuditRecord, read_record, write_record};
+use crate::batch::audit::{AuditRecord, read_record, write_record};
+use crate::batch::begin::{BeginDecision, decide_known, decide_new};
 use crate::batch::documents::{
     BATCHES, BatchHeader, COUNTERS, CounterShard, GAME_DATES, GameDatePointer, ITEMS, ItemMarker, batch_id_for,
 };
 use crate::batch::state::BatchState;
-use crate::messages::{TriggerMessage, TriggerMode};
+use crate::messages::TriggerMessage;
 
 /// gRPC codes a create-only write reports when the document already exists.
 const ALREADY_EXISTS: i32 = 6;
@@ -64,103 +65,22 @@ impl BatchStore {
                     (game_date.clone(), batch_id.clone(), parent.clone(), spec.clone());
                 async move {
                     let now = FirestoreInstant::now();
-                    let message_id = &spec.trigger_message_id;
-                    let recorded = read_record(&db, message_id).await?;
-                    if let Some(existing) = read_header(&db, &batch_id).await? {
-                        if recorded.is_none() {
-                            let record = AuditRecord::decided(&spec, AuditOutcome::Resumed, now).with_batch(&existing);
-                            write_record(&db, tx, &record)?;
+                    let recorded = read_record(&db, &spec.trigger_message_id).await?;
+                    let existing = read_header(&db, &batch_id).await?;
+                    let decision = match decide_known(&spec, existing, recorded, now) {
+                        Some(decision) => decision,
+                        None => {
+                            let pointer: Option<GameDatePointer> =
+                                db.fluent().select().by_id_in(GAME_DATES).obj().one(&game_date).await?;
+                            let pointer = pointer.unwrap_or_default();
+                            let current = match pointer.current_batch_id.as_str() {
+                                "" => None,
+                                id => read_header(&db, id).await?,
+                            };
+                            decide_new(&spec, &batch_id, pointer, current, now)
                         }
-                        return Ok(BeginOutcome::Resumed(existing));
-                    }
-                    if let Some(record) = recorded {
-                        return Ok(BeginOutcome::AlreadyDecided(record));
-                    }
-                    let pointer: Option<GameDatePointer> =
-                        db.fluent().select().by_id_in(GAME_DATES).obj().one(&game_date).await?;
-                    let pointer = pointer.unwrap_or_default();
-                    let current = match pointer.current_batch_id.as_str() {
-                        "" => None,
-                        id => read_header(&db, id).await?,
                     };
-                    let no_op = |current: &BatchHeader, detail: String| {
-                        let mut record = AuditRecord::decided(&spec, AuditOutcome::NoOp, now);
-                        record.active_batch_id = Some(current.batch_id.clone());
-                        record.detail = Some(detail);
-                        record
-                    };
-                    if let Some(current) = &current
-                        && current.correlation_id == spec.correlation_id
-                    {
-                        let detail = format!(
-                            "repeats correlation id {} of batch {} ({})",
-                            spec.correlation_id, current.batch_id, current.state
-                        );
-                        write_record(&db, tx, &no_op(current, detail))?;
-                        return Ok(BeginOutcome::Duplicate(current.clone()));
-                    }
-                    let active = current.as_ref().filter(|c| !c.state.is_final()).cloned();
-                    let replaces_active =
-                        spec.trigger.mode == TriggerMode::RegenerateWithSupersede || spec.trigger.force();
-                    if let Some(active) = &active
-                        && !replaces_active
-                    {
-                        let detail =
-                            format!("batch {} is {}; set metadata.force to override", active.batch_id, active.state);
-                        write_record(&db, tx, &no_op(active, detail))?;
-                        return Ok(BeginOutcome::ActiveBatchExists(active.clone()));
-                    }
-
-                    let header = new_header(&spec, &batch_id, &game_date, pointer.current_generation + 1, now);
-                    db.fluent()
-                        .update()
-                        .in_col(BATCHES)
-                        .precondition(FirestoreWritePrecondition::Exists(false))
-                        .document_id(&batch_id)
-                        .object(&header)
-                        .add_to_transaction(tx)?;
-                    for shard in 0..spec.counter_shards {
-                        db.fluent()
-                            .update()
-                            .in_col(COUNTERS)
-                            .precondition(FirestoreWritePrecondition::Exists(false))
-                            .document_id(shard.to_string())
-                            .parent(&parent)
-                            .object(&CounterShard {
-                                remaining: spec.shard_sizes.get(shard as usize).copied().unwrap_or(0) as i64,
-                                ..CounterShard::default()
-                            })
-                            .add_to_transaction(tx)?;
-                    }
-                    let pointer =
-                        GameDatePointer { current_generation: header.generation, current_batch_id: batch_id.clone() };
-                    db.fluent()
-                        .update()
-                        .in_col(GAME_DATES)
-                        .document_id(&game_date)
-                        .object(&pointer)
-                        .add_to_transaction(tx)?;
-                    let superseded = match active {
-                        Some(mut older) if older.state.can_become(BatchState::Superseded) => {
-                            older.state = BatchState::Superseded;
-                            older.superseded_by = Some(batch_id.clone());
-                            older.header_writes += 1;
-                            db.fluent()
-                                .update()
-                                .in_col(BATCHES)
-                                .document_id(&older.batch_id)
-                                .object(&older)
-                                .add_to_transaction(tx)?;
-                            Some(older.batch_id)
-                        }
-                        _ => None,
-                    };
-                    let outcome = if current.is_some() { AuditOutcome::Superseding } else { AuditOutcome::Started };
-                    let mut record = AuditRecord::decided(&spec, outcome, now).with_batch(&header);
-                    record.supersedes_batch_id = current.as_ref().map(|c| c.batch_id.clone());
-                    record.supersedes_batch_state = current.as_ref().map(|c| c.state);
-                    write_record(&db, tx, &record)?;
-                    Ok(BeginOutcome::Created { header, superseded })
+                    Ok(write_begin(&db, tx, &parent, &spec, decision)?)
                 }
                 .boxed()
             })
@@ -227,40 +147,64 @@ pub(super) async fn read_header(db: &FirestoreDb, batch_id: &str) -> firestore::
     db.fluent().select().by_id_in(BATCHES).obj().one(batch_id).await
 }
 
-fn new_header(spec: &NewBatch, batch_id: &str, game_date: &str, generation: u64, now: FirestoreInstant) -> BatchHeader {
-    let retention = firestore::jiff::SignedDuration::try_from(spec.retention)
-        .unwrap_or(firestore::jiff::SignedDuration::from_hours(24 * 7));
-    BatchHeader {
-        batch_id: batch_id.to_string(),
-        game_date: game_date.to_string(),
-        generation,
-        mode: spec.trigger.mode.as_str().to_string(),
-        reason: spec.trigger.reason.clone(),
-        metadata_json: serde_json::Value::Object(spec.trigger.metadata.clone()).to_string(),
-        correlation_id: spec.correlation_id.clone(),
-        trigger_message_id: spec.trigger_message_id.clone(),
-        state: BatchState::Publishing,
-        expected_count: spec.expected_count,
-        counter_shards: spec.counter_shards,
-        tolerated_failed_fraction: spec.tolerated_failed_fraction,
-        model_version: spec.model_version.clone(),
-        created_at: now,
-        sealed_at: None,
-        finalize_claim: None,
-        finalized_at: None,
-        done_count: None,
-        failed_count: None,
-        skipped_count: None,
-        predictions_count: None,
-        coverage: None,
-        failure_reason: None,
-        superseded_by: None,
-        ready_message_id: None,
-        redrive_count: 0,
-        last_redrive_at: None,
-        header_writes: 1,
-        shards_count_down: spec.shard_sizes.len() as u64 == spec.counter_shards.max(1)
-            && spec.shard_sizes.iter().sum::<u64>() == spec.expected_count,
-        expire_at: now.saturating_add(retention).unwrap_or(now),
+/// Writes what [`decide_known`] / [`decide_new`] decided into the begin transaction.
+fn write_begin(
+    db: &FirestoreDb,
+    tx: &mut FirestoreTransaction,
+    parent: &str,
+    spec: &NewBatch,
+    decision: BeginDecision,
+) -> firestore::FirestoreResult<BeginOutcome> {
+    match decision {
+        BeginDecision::Resume { header, record } => {
+            if let Some(record) = record {
+                write_record(db, tx, &record)?;
+            }
+            Ok(BeginOutcome::Resumed(header))
+        }
+        BeginDecision::AlreadyDecided(record) => Ok(BeginOutcome::AlreadyDecided(record)),
+        BeginDecision::NoOp { outcome, record } => {
+            write_record(db, tx, &record)?;
+            Ok(outcome)
+        }
+        BeginDecision::Create { header, pointer, superseded, record } => {
+            let create = FirestoreWritePrecondition::Exists(false);
+            let batches = db.fluent().update().in_col(BATCHES);
+            batches
+                .precondition(create.clone())
+                .document_id(&header.batch_id)
+                .object(&header)
+                .add_to_transaction(tx)?;
+            for shard in 0..spec.counter_shards {
+                let counter = CounterShard {
+                    remaining: spec.shard_sizes.get(shard as usize).copied().unwrap_or(0) as i64,
+                    ..CounterShard::default()
+                };
+                db.fluent()
+                    .update()
+                    .in_col(COUNTERS)
+                    .precondition(create.clone())
+                    .document_id(shard.to_string())
+                    .parent(parent)
+                    .object(&counter)
+                    .add_to_transaction(tx)?;
+            }
+            db.fluent()
+                .update()
+                .in_col(GAME_DATES)
+                .document_id(&header.game_date)
+                .object(&pointer)
+                .add_to_transaction(tx)?;
+            if let Some(older) = &superseded {
+                db.fluent()
+                    .update()
+                    .in_col(BATCHES)
+                    .document_id(&older.batch_id)
+                    .object(older)
+                    .add_to_transaction(tx)?;
+            }
+            write_record(db, tx, &record)?;
+            Ok(BeginOutcome::Created { header, superseded: superseded.map(|older| older.batch_id) })
+        }
     }
 }

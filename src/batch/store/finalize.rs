@@ -3,14 +3,18 @@
 
 use std::time::Duration;
 
-use firestore::{FirestoreDb, FirestoreInstant, FirestoreTransaction};
-use futures::FutureExt;
+use firestore::{FirestoreDb, FirestoreInstant, FirestoreTransaction, FirestoreWritePrecondition};
 
-use super::begin::read_header;
-use super::header::HeaderChange;
-use super::{BatchStore, CountedTransaction, StoreError, Totals, firestore_error};
+use super::commit::{commit_atomically, staged_writes};
+use super::header::{HeaderChange, is_precondition_failure};
+use super::{BatchStore, StoreError, Totals, firestore_error};
 use crate::batch::documents::{BATCHES, BatchHeader, GAME_DATES, GameDatePointer};
-use crate::batch::state::{BatchState, ClaimDecision, FinalizeClaim, coverage, decide_claim, outcome};
+use crate::batch::finish::{FinishDecision, decide_finish};
+use crate::batch::state::{BatchState, ClaimDecision, FinalizeClaim, decide_claim};
+use crate::ops::metrics::TransactionAttempts;
+
+/// How many times a finish that lost a race (header or pointer changed under it) decides again.
+const MAX_FINISH_RACES: usize = 5;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimOutcome {
@@ -63,9 +67,10 @@ impl BatchStore {
         outcome.ok_or_else(|| StoreError::UnknownBatch(batch_id.to_string()))
     }
 
-    /// Moves a FINALIZING batch this instance holds to its final state: SUPERSEDED when the date's
-    /// pointer moved to another batch (the generation fence), else COMPLETE or FAILED by the failure
-    /// policy (or FAILED with `failure_reason` when given).
+    /// Moves a FINALIZING batch this instance holds to its final state (see [`decide_finish`]): the
+    /// header and, for a COMPLETE batch, the date's published pointer, in one atomic commit guarded by
+    /// both documents' update times, not a transaction. A lost race reads and decides again; a commit
+    /// whose answer was lost reads back as this owner's finish.
     pub async fn finish(
         &self,
         batch_id: &str,
@@ -73,58 +78,75 @@ impl BatchStore {
         totals: Totals,
         failure_reason: Option<&str>,
     ) -> Result<FinishOutcome, StoreError> {
-        let outcome = self
-            .db
-            .counted_transaction("finish", |db, tx| {
-                let (batch_id, me, failure_reason) =
-                    (batch_id.to_string(), me.to_string(), failure_reason.map(String::from));
-                async move {
-                    let Some(mut header) = read_header(&db, &batch_id).await? else {
-                        return Ok(None);
-                    };
-                    let mine = header.state == BatchState::Finalizing
-                        && header.finalize_claim.as_ref().is_some_and(|c| c.owner == me);
-                    if !mine {
-                        return Ok(Some(FinishOutcome::NotOwner(header)));
-                    }
-                    let pointer: Option<GameDatePointer> =
-                        db.fluent().select().by_id_in(GAME_DATES).obj().one(&header.game_date).await?;
-                    let current = pointer.is_some_and(|p| p.current_batch_id == header.batch_id);
-                    header.state = if !current {
-                        BatchState::Superseded
-                    } else if failure_reason.is_some() {
-                        BatchState::Failed
-                    } else {
-                        outcome(totals.failed, totals.skipped, header.expected_count, header.tolerated_failed_fraction)
-                    };
-                    if header.state == BatchState::Failed {
-                        header.failure_reason = Some(failure_reason.clone().unwrap_or_else(|| {
-                            let skipped = match totals.skipped {
-                                0 => String::new(),
-                                n => format!(" ({n} more skipped)"),
-                            };
-                            format!(
-                                "{} of {} items failed{skipped}, over the tolerated {:.0}%",
-                                totals.failed,
-                                header.expected_count.saturating_sub(totals.skipped),
-                                header.tolerated_failed_fraction * 100.0
-                            )
-                        }));
-                    }
-                    header.finalized_at = Some(FirestoreInstant::now());
-                    header.done_count = Some(totals.done);
-                    header.failed_count = Some(totals.failed);
-                    header.skipped_count = Some(totals.skipped);
-                    header.predictions_count = Some(totals.predictions);
-                    header.coverage = Some(coverage(totals.done, header.expected_count));
-                    write_header(&db, tx, &mut header)?;
-                    Ok(Some(FinishOutcome::Finished(header)))
+        let attempts = TransactionAttempts::new("finish");
+        let result = self.finish_guarded(batch_id, me, totals, failure_reason, &attempts).await;
+        attempts.finish(result)
+    }
+
+    async fn finish_guarded(
+        &self,
+        batch_id: &str,
+        me: &str,
+        totals: Totals,
+        failure_reason: Option<&str>,
+        attempts: &TransactionAttempts,
+    ) -> Result<FinishOutcome, StoreError> {
+        let root = self.db.get_documents_path().clone();
+        for _ in 0..MAX_FINISH_RACES {
+            attempts.attempt();
+            let Some((header, header_version)) = self.versioned_header(batch_id).await? else {
+                return Err(StoreError::UnknownBatch(batch_id.to_string()));
+            };
+            let read = ("reading the game date pointer", "decoding the game date pointer");
+            let pointer: Option<(GameDatePointer, _)> =
+                self.versioned(&root, GAME_DATES, &header.game_date, read).await?;
+            let now = FirestoreInstant::now();
+            let decision = decide_finish(&header, pointer.as_ref().map(|(p, _)| p), me, totals, failure_reason, now);
+            let (mut finished, flipped) = match decision {
+                FinishDecision::NotOwner => return Ok(FinishOutcome::NotOwner(header)),
+                FinishDecision::AlreadyFinished => return Ok(FinishOutcome::Finished(header)),
+                FinishDecision::Finish { header, pointer } => (*header, pointer),
+            };
+            finished.header_writes += 1;
+            let pointer_version = pointer.as_ref().and_then(|(_, version)| *version);
+            if flipped.is_some() && pointer_version.is_none() {
+                let message = "game date pointer without update time".to_string();
+                return Err(StoreError::BatchWriteFailed { code: 0, message });
+            }
+            let mut writes = staged_writes(&self.db);
+            let staged: firestore::FirestoreResult<()> = (|| {
+                self.db
+                    .fluent()
+                    .update()
+                    .in_col(BATCHES)
+                    .precondition(FirestoreWritePrecondition::UpdateTime(header_version))
+                    .document_id(batch_id)
+                    .object(&finished)
+                    .add_to_transaction(&mut writes)?;
+                if let (Some(flipped), Some(version)) = (&flipped, pointer_version) {
+                    self.db
+                        .fluent()
+                        .update()
+                        .in_col(GAME_DATES)
+                        .precondition(FirestoreWritePrecondition::UpdateTime(version))
+                        .document_id(&finished.game_date)
+                        .object(flipped)
+                        .add_to_transaction(&mut writes)?;
                 }
-                .boxed()
-            })
-            .await
-            .map_err(firestore_error("finishing a batch"))?;
-        outcome.ok_or_else(|| StoreError::UnknownBatch(batch_id.to_string()))
+                Ok(())
+            })();
+            staged.map_err(firestore_error("staging a batch's finish"))?;
+            match commit_atomically(&self.db, writes).await {
+                Ok(_) => return Ok(FinishOutcome::Finished(finished)),
+                // The header (a sweeper, an operator) or the pointer (a new generation) moved: decide again.
+                Err(error) if is_precondition_failure(&error) => {}
+                Err(error) => return Err(firestore_error("finishing a batch")(error)),
+            }
+        }
+        Err(StoreError::BatchWriteFailed {
+            code: 10,
+            message: format!("batch {batch_id} kept changing under its finish"),
+        })
     }
 
     /// The outbox: records that the ready event was published (once; a second call changes nothing).
@@ -203,18 +225,16 @@ impl BatchStore {
         Ok(claimed.unwrap_or(false))
     }
 
-    /// Whether `batch_id` is still the date's current batch (the fence, read outside a transaction).
-    pub async fn is_current(&self, header: &BatchHeader) -> Result<bool, StoreError> {
-        let pointer: Option<GameDatePointer> = self
-            .db
+    /// The date's pointer (the fence and the published generation), read outside a transaction.
+    pub async fn pointer(&self, game_date: &str) -> Result<Option<GameDatePointer>, StoreError> {
+        self.db
             .fluent()
             .select()
             .by_id_in(GAME_DATES)
             .obj()
-            .one(&header.game_date)
+            .one(game_date)
             .await
-            .map_err(firestore_error("reading the game date pointer"))?;
-        Ok(pointer.is_some_and(|p| p.current_batch_id == header.batch_id))
+            .map_err(firestore_error("reading the game date pointer"))
     }
 }
 

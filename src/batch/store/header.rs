@@ -81,7 +81,10 @@ impl BatchStore {
     }
 
     /// The header with its `update_time`, the version a guarded write compares against.
-    async fn versioned_header(&self, batch_id: &str) -> Result<Option<(BatchHeader, FirestoreInstant)>, StoreError> {
+    pub(super) async fn versioned_header(
+        &self,
+        batch_id: &str,
+    ) -> Result<Option<(BatchHeader, FirestoreInstant)>, StoreError> {
         let root = self.db.get_documents_path().clone();
         let read =
             self.versioned(&root, BATCHES, batch_id, ("reading a batch header", "decoding a batch header")).await?;

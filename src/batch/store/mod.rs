@@ -268,6 +268,28 @@ impl BatchStore {
 }
 
 impl BatchStore {
+    /// The batch of `game_date` with `generation` (generations are unique per date).
+    pub async fn batch_of_generation(
+        &self,
+        game_date: &str,
+        generation: u64,
+    ) -> Result<Option<BatchHeader>, StoreError> {
+        let mut headers: Vec<BatchHeader> = self
+            .db
+            .fluent()
+            .select()
+            .from(BATCHES)
+            .filter(|q| q.for_all([q.field("game_date").eq(game_date), q.field("generation").eq(generation)]))
+            .limit(1)
+            .obj()
+            .query()
+            .await
+            .map_err(firestore_error("finding a generation's batch"))?;
+        Ok(headers.pop())
+    }
+}
+
+impl BatchStore {
     /// Stages a worker's result for one item in `batches/{batch_id}/results/{item}` (overwrite: a
     /// redelivered request writes the same result again).
     pub async fn stage_result<T>(&self, batch_id: &str, item: &str, result: &T) -> Result<(), StoreError>

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::begin::read_header;
 use super::finalize::write_header;
+use super::header::HeaderChange;
 use super::{BatchStore, CountedTransaction, MAX_WRITES_PER_BATCH_WRITE, StoreError, firestore_error};
 use crate::batch::documents::{BATCHES, BatchHeader, COUNTERS, ITEMS, RESULTS};
 use crate::batch::state::BatchState;
@@ -124,19 +125,32 @@ impl BatchStore {
         outcome.ok_or_else(|| StoreError::UnknownBatch(batch_id.to_string()))
     }
 
-    /// Ids of batches whose `expire_at` passed, at most `limit`.
-    pub async fn expired_batches(&self, now: FirestoreInstant, limit: u32) -> Result<Vec<String>, StoreError> {
-        let documents = self
-            .db
+    /// Headers of batches whose `expire_at` is before `before`, soonest first, at most `limit`.
+    pub async fn expiring_batches(&self, before: FirestoreInstant, limit: u32) -> Result<Vec<BatchHeader>, StoreError> {
+        self.db
             .fluent()
             .select()
             .from(BATCHES)
-            .filter(|q| q.for_all([q.field("expire_at").less_than(FirestoreTimestamp(now))]))
+            .filter(|q| q.for_all([q.field("expire_at").less_than(FirestoreTimestamp(before))]))
+            .order(|o| o.fields([o.field("expire_at").ascending()]))
             .limit(limit)
+            .obj()
             .query()
             .await
-            .map_err(firestore_error("listing expired batches"))?;
-        Ok(documents.iter().map(|d| document_id(d).to_string()).collect())
+            .map_err(firestore_error("listing expiring batches"))
+    }
+
+    /// Pushes a (published) batch's `expire_at` out by its own retention span from now (a guarded
+    /// header write; a batch that no longer exists is left alone).
+    pub async fn renew_retention(&self, batch_id: &str, now: FirestoreInstant) -> Result<(), StoreError> {
+        self.change_header(batch_id, ("renew_retention", "renewing a published batch's retention"), |header| {
+            let span = header.expire_at.duration_since(header.created_at);
+            let span = std::time::Duration::try_from(span).unwrap_or_default();
+            header.expire_at = now.saturating_add(span).unwrap_or(header.expire_at);
+            HeaderChange::Write(())
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Deletes a batch with its subcollections, the header last, so that a crash half-way leaves a

@@ -33,9 +33,11 @@ pub fn render(data: &DateViewData, view: &DateView, reads: u64) -> Markup {
         &commands,
         html! {
             dl.facts {
-                dt { "Current batch" }
+                dt { "Newest batch" }
                 dd { @if let Some(id) = &data.current_batch_id { a #current href={ "/batches/" (id) } { (id) } } @else { "none" } }
-                dt { "Current generation" } dd { (data.current_generation.map(|g| g.to_string()).unwrap_or_else(|| "-".into())) }
+                dt { "Newest generation" } dd { (data.current_generation.map(|g| g.to_string()).unwrap_or_else(|| "-".into())) }
+                dt { "Published batch (its predictions are below)" }
+                dd { @if let Some(id) = &data.published_batch_id { a #published href={ "/batches/" (id) } { (id) } } @else { "none yet" } }
             }
             h2 { "Export" }
             @match &data.export {
@@ -51,7 +53,7 @@ pub fn render(data: &DateViewData, view: &DateView, reads: u64) -> Markup {
             }
             h2 { "Predictions (" (data.props.len()) " props)" }
             @if data.props.is_empty() {
-                p #no-predictions { "No consolidated predictions for this date yet." }
+                p #no-predictions { "No batch of this date has completed yet." }
             } @else {
                 table #predictions {
                     thead { tr { @for (column, title) in HEADINGS { th { (heading(date, view, column, title)) } } } }
