@@ -117,6 +117,7 @@ impl<D: BatchDomain, H: ItemHandler, X: MessageHandler> Roles<D, H, X> {
                 Role::Worker => {
                     let worker = WorkerRole::new(
                         Arc::clone(&self.item_handler),
+                        self.engine.store().clone(),
                         self.pubsub.clone(),
                         self.completion_topic.clone(),
                     );

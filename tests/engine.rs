@@ -7,16 +7,17 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::harness::{DATE, Harness, completion, date, items, trigger};
-use common::test_domain::{Prediction, consolidation_calls, predictions};
+use common::harness::{DATE, Harness, completion, date, items, request, trigger};
+use common::test_domain::{Prediction, Staged, TestWorker, consolidation_calls, predictions};
 use common::wait_for;
 use props_pipeline::batch::documents::{BatchHeader, ItemStatus, batch_id_for};
+use props_pipeline::batch::domain::{ItemHandler, ItemOutcome};
 use props_pipeline::batch::engine::{CompletionReport, FinalizeReport, TriggerReport};
-use props_pipeline::batch::roles::CompletionRole;
+use props_pipeline::batch::roles::{CompletionRole, WorkerReport, WorkerRole};
 use props_pipeline::batch::settings::EngineSettings;
 use props_pipeline::batch::state::BatchState;
 use props_pipeline::batch::store::CompletionRecord;
-use props_pipeline::messages::{TriggerMessage, TriggerMode};
+use props_pipeline::messages::{RequestMessage, TriggerMessage, TriggerMode};
 use props_pipeline::topology::ChannelKind;
 use rand::seq::SliceRandom;
 
@@ -119,6 +120,108 @@ async fn twin_completions_of_one_item_record_once_and_the_loser_sees_a_duplicate
     assert!(shards.iter().all(|s| s.remaining == 0), "every shard counted down to zero once: {shards:?}");
 }
 
+/// A [`TestWorker`] whose twin deliveries both read the pending marker before either records: each
+/// waits at the barrier until the other has read, so the two commits race on one marker version.
+struct TwinWorker {
+    inner: TestWorker,
+    barrier: tokio::sync::Barrier,
+}
+
+impl ItemHandler for TwinWorker {
+    type Result = Staged;
+
+    async fn handle_item(&self, request: &RequestMessage) -> ItemOutcome<Staged> {
+        self.barrier.wait().await;
+        self.inner.handle_item(request).await
+    }
+}
+
+fn worker_role<H: ItemHandler>(harness: &Harness, handler: H) -> WorkerRole<H> {
+    let topic = harness.env.topics.completion_topic.clone();
+    WorkerRole::new(Arc::new(handler), harness.store.clone(), harness.env.pubsub.clone(), topic)
+}
+
+/// Twin deliveries of one request at the worker: both compute, one guarded commit (result, marker,
+/// shard) wins, the other's fails its precondition at once (no lock to wait on) and its re-read
+/// answers "duplicate", which it re-announces with its shard's count unknown. The item is recorded
+/// once with one result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twin_request_deliveries_record_once_and_the_loser_sees_a_duplicate() {
+    let harness = Harness::new("engine-twin-requests").await;
+    let engine = harness.engine(EngineSettings::default());
+    let header = harness.start_batch(&engine, 20).await;
+    let batch_id = header.batch_id.clone();
+    let inner = TestWorker { store: harness.store.clone(), failing: HashSet::new() };
+    let worker = worker_role(&harness, TwinWorker { inner, barrier: tokio::sync::Barrier::new(2) });
+    for item in items(20) {
+        let twin = request(&header, &item);
+        let (a, b) = tokio::join!(worker.record(&twin), worker.record(&twin));
+        let mut reports = [a.unwrap(), b.unwrap()];
+        reports.sort_by_key(|r| format!("{r:?}"));
+        let [WorkerReport::Duplicate(loser), WorkerReport::Recorded(winner)] = &reports else {
+            panic!("item {item}: one records, the other sees a duplicate: {reports:?}");
+        };
+        assert!(winner.recorded && winner.shard_remaining.is_some_and(|left| left >= 0), "{winner:?}");
+        assert!(loser.recorded && loser.shard_remaining.is_none(), "re-announced, shard unknown: {loser:?}");
+        assert_eq!((loser.status, loser.predictions_count), (winner.status, winner.predictions_count));
+        let marker = harness.store.item(&batch_id, &item).await.unwrap().unwrap();
+        assert_eq!((marker.status, marker.attempts), (ItemStatus::Done, 1), "item {item}");
+    }
+    // A later delivery finds the item terminal before working, and announces it again.
+    let again = worker.record(&request(&header, "player0001")).await.unwrap();
+    assert!(matches!(&again, WorkerReport::Duplicate(c) if c.recorded && c.shard_remaining.is_none()), "{again:?}");
+    let staged: Vec<(String, Staged)> = harness.store.staged_results(&batch_id).await.unwrap();
+    let totals = harness.store.totals(&batch_id).await.unwrap();
+    let shards = harness.store.shards(&batch_id).await.unwrap();
+    harness.stop().await;
+    assert_eq!(staged.len(), 20, "one result per item, written with its marker");
+    assert_eq!((totals.done, totals.failed, totals.predictions), (20, 0, 20), "each item counted once");
+    assert!(shards.iter().all(|s| s.remaining == 0), "every shard counted down to zero once: {shards:?}");
+}
+
+/// Workers record every item; each announcement then arrives three times, shuffled. Only the
+/// announcements that emptied their shard check wholeness (at most three per shard, not one per item),
+/// the rest are acked without a read, and the batch completes once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_announcement_three_times_shuffled_changes_nothing_and_only_emptied_shards_check() {
+    let harness = Harness::new("engine-dup-announced").await;
+    let engine = harness.engine(EngineSettings::default());
+    let header = harness.start_batch(&engine, 60).await;
+    let batch_id = header.batch_id.clone();
+    let worker = worker_role(&harness, TestWorker { store: harness.store.clone(), failing: HashSet::new() });
+    let mut announcements = Vec::new();
+    for item in items(60) {
+        match worker.record(&request(&header, &item)).await.unwrap() {
+            WorkerReport::Recorded(announced) => announcements.push(announced),
+            other => panic!("item {item}: {other:?}"),
+        }
+    }
+    let emptied = announcements.iter().filter(|a| a.shard_remaining == Some(0)).count();
+    let used_shards = harness.store.shards(&batch_id).await.unwrap().iter().filter(|s| s.done > 0).count();
+    assert_eq!(emptied, used_shards, "each shard emptied by exactly one commit");
+    let mut deliveries: Vec<_> = announcements.iter().flat_map(|a| std::iter::repeat_n(a.clone(), 3)).collect();
+    deliveries.shuffle(&mut rand::rng());
+    let mut unread = 0;
+    for delivery in &deliveries {
+        let report = engine.complete(delivery).await.unwrap();
+        assert!(matches!(report, CompletionReport::Announced(_)), "nothing recorded again: {report:?}");
+        if delivery.shard_remaining.is_some_and(|left| left > 0) {
+            assert_eq!(report, CompletionReport::Announced(FinalizeReport::NotReady));
+            unread += 1;
+        }
+    }
+    let final_header = harness.wait_for_final(&batch_id, Duration::from_secs(30)).await;
+    let ready = harness.ready_events(Duration::from_secs(3)).await;
+    let totals = harness.store.totals(&batch_id).await.unwrap();
+    let db = harness.store.db().clone();
+    harness.stop().await;
+    assert_eq!(unread, 3 * (60 - emptied), "every announcement of a shard with items to go is acked unread");
+    assert_eq!(final_header.state, BatchState::Complete);
+    assert_eq!((totals.done, totals.failed, totals.predictions), (60, 0, 60), "each item counted once");
+    assert_eq!(consolidation_calls(&db, &batch_id).await, 1);
+    assert_eq!(ready.len(), 1, "{ready:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_duplicate_of_the_last_completion_changes_nothing() {
     let harness = Harness::new("engine-late").await;
@@ -164,7 +267,7 @@ async fn trigger_redelivered_after_a_crash_mid_fan_out_resumes_the_same_batch() 
     else {
         panic!("created");
     };
-    harness.store.write_item_markers(&header.batch_id, &items(40)[..25]).await.unwrap();
+    harness.store.write_item_markers(&header.batch_id, &items(40)[..25], header.counter_shards).await.unwrap();
     engine.publish_requests(&header, "c1", &items(40)[..20]).await.unwrap();
     harness.run_worker(&[]);
     harness.run_coordinator(&engine);

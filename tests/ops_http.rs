@@ -54,7 +54,9 @@ async fn handled_messages_move_the_metrics_and_log_their_batch_fields() {
     let answer = poll_http(addr, "/readyz", Duration::from_secs(30), |status, _| status == 200);
     assert_eq!(answer.0, 200, "{answer:?}");
 
-    // No slate is loaded, so the worker reports the item failed (a completion) and acks the request.
+    // No slate is loaded, so the worker records the item failed, announces it and acks the request.
+    let store = props_pipeline::batch::store::BatchStore::new(env.firestore().await);
+    store.write_item_markers("2024-04-22-mops", &["nobody".to_string()], 1).await.expect("write the item's marker");
     let request = r#"{"batch_id":"2024-04-22-mops","generation":3,"game_date":"2024-04-22",
         "player_lookup":"nobody","correlation_id":"corr-ops"}"#;
     let channel = env.topology.channel(ChannelKind::Request).clone();
@@ -79,6 +81,9 @@ async fn handled_messages_move_the_metrics_and_log_their_batch_fields() {
         env.pull(&env.topology.channel(ChannelKind::Completion).subscription, 1, Duration::from_secs(20)).await;
     let completion = CompletionMessage::parse(&completions[0].data).expect("a valid completion");
     assert_eq!((completion.batch_id.as_str(), completion.status), ("2024-04-22-mops", CompletionStatus::Failed));
+    assert!(completion.recorded, "the worker recorded the item: {completion:?}");
+    let marker = store.item("2024-04-22-mops", "nobody").await.unwrap().expect("the marker");
+    assert_eq!(marker.status, props_pipeline::batch::documents::ItemStatus::Failed);
 
     let logs = process.stop();
     let line = logs.iter().find(|l| l["message"] == "item failed permanently").expect("the worker logged the failure");

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use common::harness::{DATE, Harness, NoExporter, completion, date, items, trigger};
-use common::test_domain::{TestWorker, consolidation_calls};
+use common::test_domain::{Staged, TestWorker, consolidation_calls};
 use common::{TestEnv, fast_retry_policy, wait_for};
 use firestore::{FirestoreDb, FirestoreInstant};
 use props_pipeline::batch::dead_letters::DeadLetterRecord;
@@ -58,7 +58,7 @@ async fn a_publishing_batch_whose_trigger_is_gone_is_completed_by_the_sweeper() 
     let BeginOutcome::Created { header, .. } = harness.store.begin_batch(&spec).await.unwrap() else {
         panic!("a fresh batch");
     };
-    harness.store.write_item_markers(&header.batch_id, &items(12)[..6]).await.unwrap();
+    harness.store.write_item_markers(&header.batch_id, &items(12)[..6], header.counter_shards).await.unwrap();
     harness.run_coordinator(&engine);
     harness.run_worker(&[]);
     harness.run_sweeper(&engine, fast_sweeps());
@@ -84,7 +84,9 @@ struct OutageWorker {
 }
 
 impl ItemHandler for OutageWorker {
-    async fn handle_item(&self, request: &RequestMessage) -> ItemOutcome {
+    type Result = Staged;
+
+    async fn handle_item(&self, request: &RequestMessage) -> ItemOutcome<Staged> {
         if request.player_lookup == self.flaky && self.deliveries.fetch_add(1, Ordering::SeqCst) < self.fail_first {
             return ItemOutcome::Retry("firestore reading player logs failed: Internal, GoAway (test)".into());
         }
@@ -106,8 +108,12 @@ async fn a_request_that_ran_out_of_attempts_without_a_verdict_is_redriven_not_fa
         fail_first: 5,
         deliveries: AtomicU32::new(0),
     };
-    let role =
-        WorkerRole::new(Arc::new(worker), harness.env.pubsub.clone(), harness.env.topics.completion_topic.clone());
+    let role = WorkerRole::new(
+        Arc::new(worker),
+        harness.store.clone(),
+        harness.env.pubsub.clone(),
+        harness.env.topics.completion_topic.clone(),
+    );
     harness.consume(ChannelKind::Request, role);
 
     let batch_id = harness.publish_trigger(TriggerMode::Start).await;
@@ -347,8 +353,13 @@ async fn a_ready_event_out_of_attempts_is_announced_again() {
         .iter()
         .map(|m| ReadyMessage::parse(&m.data).expect("a valid ready event"))
         .collect();
+    // The dead letter is recorded after the announcement it led to, so the event can arrive first.
+    let records = common::poll_until(Duration::from_secs(20), async || {
+        Some(harness.store.dead_letters(10).await.unwrap()).filter(|records| !records.is_empty())
+    })
+    .await
+    .unwrap_or_default();
     let header = harness.store.header(&batch_id).await.unwrap().unwrap();
-    let records = harness.store.dead_letters(10).await.unwrap();
     harness.stop().await;
     assert_eq!(again.len(), 1, "announced once more: {again:?}; {records:?}; {header:?}");
     assert_eq!((again[0].batch_id.as_str(), again[0].generation), (batch_id.as_str(), first.generation));

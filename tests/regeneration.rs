@@ -21,6 +21,7 @@ use props_pipeline::nba::model::ModelConfig;
 use props_pipeline::nba::store::{
     StoredPrediction, batch_predictions, current_predictions, export_record, published_batch,
 };
+use props_pipeline::nba::types::PlayerPrediction;
 
 const DATE: &str = "2023-05-02";
 
@@ -28,7 +29,9 @@ const DATE: &str = "2023-05-02";
 struct FailsGenerationTwo(NbaWorker);
 
 impl ItemHandler for FailsGenerationTwo {
-    async fn handle_item(&self, request: &RequestMessage) -> ItemOutcome {
+    type Result = PlayerPrediction;
+
+    async fn handle_item(&self, request: &RequestMessage) -> ItemOutcome<PlayerPrediction> {
         if request.generation == 2 {
             return ItemOutcome::Failed("model service unavailable (test)".into());
         }

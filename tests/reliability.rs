@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::harness::{DATE, Harness, date, items, trigger};
-use common::test_domain::{TestWorker, consolidation_calls};
+use common::test_domain::{Staged, TestWorker, consolidation_calls};
 use common::{fast_retry_policy, poll_until};
 use firestore::FirestoreInstant;
 use props_pipeline::batch::dead_letters::DeadLetterRecord;
@@ -33,7 +33,9 @@ struct RetryingWorker {
 }
 
 impl ItemHandler for RetryingWorker {
-    async fn handle_item(&self, request: &RequestMessage) -> ItemOutcome {
+    type Result = Staged;
+
+    async fn handle_item(&self, request: &RequestMessage) -> ItemOutcome<Staged> {
         if self.retry_forever.contains(&request.player_lookup) {
             return ItemOutcome::Retry(format!("{} is never ready (test)", request.player_lookup));
         }
@@ -97,7 +99,10 @@ async fn requests_that_exhaust_their_attempts_and_redrives_fail_their_items_and_
         };
         let pubsub = harness.env.pubsub.clone();
         let completion_topic = harness.env.topics.completion_topic.clone();
-        harness.consume(ChannelKind::Request, WorkerRole::new(Arc::new(worker), pubsub, completion_topic));
+        harness.consume(
+            ChannelKind::Request,
+            WorkerRole::new(Arc::new(worker), harness.store.clone(), pubsub, completion_topic),
+        );
 
         let batch_id = harness.publish_trigger(TriggerMode::Start).await;
         let header = harness.wait_for_final(&batch_id, Duration::from_secs(90)).await;
@@ -146,6 +151,7 @@ async fn the_sweeper_redrives_a_batch_whose_requests_were_lost() {
     let worker = Arc::new(LosingWorker {
         inner: WorkerRole::new(
             Arc::new(TestWorker { store: harness.store.clone(), failing: HashSet::new() }),
+            harness.store.clone(),
             harness.env.pubsub.clone(),
             harness.env.topics.completion_topic.clone(),
         ),

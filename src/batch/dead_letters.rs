@@ -2,15 +2,17 @@
 //! dead-letter topic is silently dropped.
 //!
 //! - A request rejected by a handler (its permanent verdict) marks its item failed with the reason,
-//!   through the ordinary completion path, so the batch can still finish. A request that only ran out
+//!   by the same guarded commit a worker records an item with (marker and shard count, no result), so
+//!   a result exists only for a done item, and the batch can still finish. A request that only ran out
 //!   of delivery attempts (an outage longer than its backoff, killed workers) is not the item's fault:
 //!   it is published again, counted against the item's redrive cap (`PROPS_MAX_ITEM_REDRIVES`), and
 //!   only at the cap does the item fail.
 //! - A ready event that ran out of delivery attempts without the exporter's verdict is announced
 //!   again (its batch's recorded ready event is forgotten and published anew), if the batch is still
 //!   the date's current one; the exporter is idempotent.
-//! - A completion is applied once more (it may have run out of attempts behind a live finalize claim);
-//!   recording it is idempotent, and it never fails an item for a completion or claim problem.
+//! - A completion is applied once more (it may have run out of attempts behind a live finalize claim):
+//!   one of the older shape is recorded (idempotent), a worker's announcement checks wholeness if its
+//!   shard may have emptied; it never fails an item for a completion or claim problem.
 //! - Every dead letter is recorded in `dead_letters/{id}` (create-once) with its reason, data and
 //!   source subscription, for operators.
 
@@ -219,6 +221,7 @@ impl<D: BatchDomain> DeadLetterRole<D> {
 fn describe(recorded: &str, report: Result<CompletionReport, EngineError>) -> Result<String, EngineError> {
     match report {
         Ok(CompletionReport::Recorded(_)) => Ok(recorded.to_string()),
+        Ok(CompletionReport::Announced(_)) => Ok("nothing to record: its worker recorded the item".to_string()),
         Ok(CompletionReport::Duplicate(_)) => Ok("nothing to do: the item was already terminal".to_string()),
         Ok(CompletionReport::Fenced) => Ok("nothing to do: the batch moved to another generation".to_string()),
         // The completion is in (the claim is only looked at after it was recorded) and another

@@ -5,7 +5,7 @@
 //! batches/{batch_id}                       BatchHeader       O(1) writes per batch
 //! batches/{batch_id}/items/{item}          ItemMarker        pending -> done | failed | skipped, once
 //! batches/{batch_id}/counters/{shard}      CounterShard      done/failed/skipped totals, over shards
-//! batches/{batch_id}/results/{item}        (domain's)        the worker's staged output
+//! batches/{batch_id}/results/{item}        (domain's)        an item's result, written with its done marker
 //! dead_letters/{id}                        DeadLetterRecord  what reached a dead-letter topic, for operators
 //! ```
 
@@ -136,6 +136,11 @@ pub struct ItemMarker {
     /// lost, or re-publishing failed) re-publishes without counting a second redrive.
     #[serde(default)]
     pub redriven_by: Option<String>,
+    /// The counter shard this item is counted in ([`counter_shard_of`] with the batch's shard count),
+    /// written with the pending marker so that the worker recording the item needs no header read.
+    /// Absent in markers written before it existed: the recorder then reads the header's shard count.
+    #[serde(default)]
+    pub shard: Option<u64>,
 }
 
 impl ItemMarker {
@@ -147,7 +152,13 @@ impl ItemMarker {
             error: None,
             redrives: 0,
             redriven_by: None,
+            shard: None,
         }
+    }
+
+    /// A pending marker that names its counter shard.
+    pub fn pending_in(shard: u64) -> Self {
+        Self { shard: Some(shard), ..Self::pending() }
     }
 }
 

@@ -59,12 +59,13 @@ pub trait BatchDomain: Send + Sync + 'static {
     }
 }
 
-/// What handling one item came to.
+/// What handling one item came to; `R` is the domain's result document.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ItemOutcome {
-    /// Results staged; `predictions_count` of them.
-    Done { predictions_count: u64 },
-    /// The item can never succeed (reported as a failed completion, not retried).
+pub enum ItemOutcome<R> {
+    /// The item's result, to be stored in `batches/{batch_id}/results/{item}` by the engine in the
+    /// same commit that marks the item done; `predictions_count` results in it.
+    Done { result: R, predictions_count: u64 },
+    /// The item can never succeed (recorded as failed, not retried).
     Failed(String),
     /// The domain declines the item for this reason (e.g. too little data to handle it): a terminal
     /// outcome that is not a failure. It does not count toward the failure policy; it lowers coverage.
@@ -75,7 +76,12 @@ pub enum ItemOutcome {
 
 /// The worker's side of a domain.
 pub trait ItemHandler: Send + Sync + 'static {
-    /// Handles one item and stages its results (e.g. with [`super::store::BatchStore::stage_result`])
-    /// before returning. Called at least once per item, so it must be idempotent.
-    fn handle_item(&self, request: &RequestMessage) -> impl Future<Output = ItemOutcome> + Send;
+    /// The document a done item's result is stored as (read back by the domain's consolidation with
+    /// [`super::store::BatchStore::staged_results`]).
+    type Result: serde::Serialize + for<'de> serde::Deserialize<'de> + Send + Sync + 'static;
+
+    /// Computes one item and returns its outcome; the engine records it (result, marker and count in
+    /// one commit). Called at least once per item, and not again once the item is recorded, so it
+    /// should write nothing itself.
+    fn handle_item(&self, request: &RequestMessage) -> impl Future<Output = ItemOutcome<Self::Result>> + Send;
 }

@@ -13,7 +13,7 @@ use super::claims::ClaimRegistry;
 use super::documents::{BatchHeader, ItemStatus, shard_sizes};
 use super::domain::{BatchDomain, DomainError};
 use super::settings::EngineSettings;
-use super::state::BatchState;
+use super::state::{BatchState, CompletionAction, completion_action};
 use super::store::{BatchStore, BeginOutcome, CompletionRecord, NewBatch, StoreError};
 use crate::config::TopicNames;
 use crate::gcp::GcpError;
@@ -89,7 +89,10 @@ pub enum TriggerReport {
 /// What a completion led to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CompletionReport {
+    /// Recorded here (a completion of the older shape, or a dead letter's verdict).
     Recorded(FinalizeReport),
+    /// Announced by the worker that recorded the item: nothing was recorded here.
+    Announced(FinalizeReport),
     Duplicate(FinalizeReport),
     /// For a batch that is not (or no longer) collecting this generation.
     Fenced,
@@ -255,7 +258,7 @@ impl<D: BatchDomain> BatchEngine<D> {
             }
             .into());
         }
-        self.store.write_item_markers(&header.batch_id, &items).await?;
+        self.store.write_item_markers(&header.batch_id, &items, header.counter_shards).await?;
         // A resumed batch republishes only what is still pending; completed items are not redone.
         let to_publish = if fresh { items } else { self.store.items_in(&header.batch_id, ItemStatus::Pending).await? };
         self.publish_requests(header, &header.correlation_id, &to_publish).await?;
@@ -302,8 +305,21 @@ impl<D: BatchDomain> BatchEngine<D> {
         Ok(())
     }
 
-    /// Completion: record it once, then finalize if the batch became whole.
+    /// Completion: a worker's announcement of an item it recorded (check wholeness only if its shard
+    /// may have emptied), or one to record here (the older shape, a dead letter's verdict) once,
+    /// then finalize if the batch became whole.
     pub async fn complete(&self, completion: &CompletionMessage) -> Result<CompletionReport, EngineError> {
+        match completion_action(completion) {
+            CompletionAction::Record => {}
+            // The batch cannot be whole while this item's shard has items to go: nothing to read.
+            CompletionAction::Nothing => return Ok(CompletionReport::Announced(FinalizeReport::NotReady)),
+            CompletionAction::CheckWholeness => {
+                return Ok(CompletionReport::Announced(self.check_after_completion(&completion.batch_id).await?));
+            }
+            CompletionAction::CheckOnce => {
+                return Ok(CompletionReport::Announced(self.check_once(&completion.batch_id).await));
+            }
+        }
         let Some(header) = self.store.header(&completion.batch_id).await? else {
             return Err(StoreError::UnknownBatch(completion.batch_id.clone()).into());
         };
@@ -325,22 +341,34 @@ impl<D: BatchDomain> BatchEngine<D> {
             CompletionRecord::Recorded { shard_remaining: Some(left) } if header.shards_count_down && left > 0 => {
                 Ok(CompletionReport::Recorded(FinalizeReport::NotReady))
             }
-            CompletionRecord::Recorded { .. } => match self.finalize_if_whole(&header.batch_id).await {
-                Err(EngineError::ClaimHeld { owner, .. }) => {
-                    Ok(CompletionReport::Recorded(FinalizeReport::Deferred(format!("claim held by {owner}"))))
-                }
-                other => Ok(CompletionReport::Recorded(other?)),
-            },
+            CompletionRecord::Recorded { .. } => {
+                Ok(CompletionReport::Recorded(self.check_after_completion(&header.batch_id).await?))
+            }
             // A duplicate may be the redelivery of a completion whose finalize never ran: try once more,
             // but a duplicate is a no-op for its item, so it is never retried for the batch's sake (the
             // sweeper finalizes a whole batch; retrying here only contends on the header).
-            CompletionRecord::Duplicate => match self.finalize_if_whole(&header.batch_id).await {
-                Ok(report) => Ok(CompletionReport::Duplicate(report)),
-                Err(error) => {
-                    tracing::info!(batch_id = header.batch_id, %error, "duplicate completion acked; finalization left to the claim holder or the sweeper");
-                    Ok(CompletionReport::Duplicate(FinalizeReport::Deferred(error.to_string())))
-                }
-            },
+            CompletionRecord::Duplicate => Ok(CompletionReport::Duplicate(self.check_once(&header.batch_id).await)),
+        }
+    }
+
+    /// Finalizes if the batch is whole, once: for a completion that changed nothing, whose failure
+    /// is left to the claim holder or the sweeper (retrying it only contends on the header).
+    async fn check_once(&self, batch_id: &str) -> FinalizeReport {
+        match self.finalize_if_whole(batch_id).await {
+            Ok(report) => report,
+            Err(error) => {
+                tracing::info!(batch_id, %error, "duplicate completion acked; finalization left to the claim holder or the sweeper");
+                FinalizeReport::Deferred(error.to_string())
+            }
+        }
+    }
+
+    /// Finalizes after a recorded item if the batch is whole; a live claim is another attempt's to
+    /// finish, so the completion is done with (the holder, its lease's expiry or the sweeper finishes).
+    async fn check_after_completion(&self, batch_id: &str) -> Result<FinalizeReport, EngineError> {
+        match self.finalize_if_whole(batch_id).await {
+            Err(EngineError::ClaimHeld { owner, .. }) => Ok(FinalizeReport::Deferred(format!("claim held by {owner}"))),
+            other => other,
         }
     }
 }

@@ -14,6 +14,8 @@ use super::audit::AuditRecord;
 use super::documents::batch_id_for;
 use super::domain::{BatchDomain, ItemHandler, ItemOutcome};
 use super::engine::{BatchEngine, EngineError, TriggerReport};
+use super::state::reannouncement;
+use super::store::{BatchStore, ItemRecord, StoreError};
 use crate::consumer::{Delivery, MessageHandler, Outcome};
 use crate::gcp::pubsub::PubSub;
 use crate::messages::{CompletionMessage, RequestMessage, TriggerMessage};
@@ -109,17 +111,76 @@ impl<D: BatchDomain> MessageHandler for CompletionRole<D> {
     }
 }
 
-/// Worker: `prediction-requests-worker`. Handles the item, then reports its completion; the request
-/// is acked only after the completion is published.
+/// Worker: `prediction-requests-worker`. Reads the item's marker, computes the item (unless it is
+/// terminal already), records it (result, marker and shard count in one guarded commit), then
+/// announces it; the request is acked only after the announcement is published.
 pub struct WorkerRole<H> {
     handler: Arc<H>,
+    store: BatchStore,
     pubsub: PubSub,
     completion_topic: String,
 }
 
+/// What one delivery of a request came to at the worker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkerReport {
+    /// This delivery recorded the item; the announcement to publish.
+    Recorded(CompletionMessage),
+    /// The item was terminal already: found so before the work, or a twin's commit won the race
+    /// (this one's failed its precondition at once). The re-announcement to publish.
+    Duplicate(CompletionMessage),
+    /// The domain asks for another try.
+    Retry(String),
+    /// The batch has no marker for this item (never had, or was deleted).
+    UnknownItem,
+}
+
 impl<H: ItemHandler> WorkerRole<H> {
-    pub fn new(handler: Arc<H>, pubsub: PubSub, completion_topic: String) -> Self {
-        Self { handler, pubsub, completion_topic }
+    pub fn new(handler: Arc<H>, store: BatchStore, pubsub: PubSub, completion_topic: String) -> Self {
+        Self { handler, store, pubsub, completion_topic }
+    }
+
+    /// Reads, works, records: everything a delivery does but the announcement.
+    pub async fn record(&self, request: &RequestMessage) -> Result<WorkerReport, StoreError> {
+        let Some(read) = self.store.item_version(&request.batch_id, &request.player_lookup).await? else {
+            return Ok(WorkerReport::UnknownItem);
+        };
+        if let Some(again) = reannouncement(&read.0, request) {
+            tracing::debug!("item terminal already; announcing it again without working");
+            return Ok(WorkerReport::Duplicate(again));
+        }
+        let (completion, result) = match self.handler.handle_item(request).await {
+            ItemOutcome::Done { result, predictions_count } => {
+                tracing::debug!(predictions_count, "item done");
+                (CompletionMessage::ok(request, predictions_count), Some(result))
+            }
+            ItemOutcome::Failed(error) => {
+                // batch_id and item come from the span.
+                tracing::warn!(error, "item failed permanently");
+                (CompletionMessage::failed(request, &error), None)
+            }
+            ItemOutcome::Skipped(reason) => {
+                tracing::info!(reason, "item skipped");
+                (CompletionMessage::skipped(request, &reason), None)
+            }
+            ItemOutcome::Retry(reason) => return Ok(WorkerReport::Retry(reason)),
+        };
+        let counter_shards = match read.0.shard {
+            Some(_) => 0, // unused: the marker names its shard
+            // A marker written before markers named their shard: the header has the shard count.
+            None => match self.store.header(&request.batch_id).await? {
+                Some(header) => header.counter_shards,
+                None => return Ok(WorkerReport::UnknownItem),
+            },
+        };
+        Ok(match self.store.record_item_result(&completion, result.as_ref(), read, counter_shards).await? {
+            ItemRecord::Recorded { shard_remaining } => WorkerReport::Recorded(completion.announced(shard_remaining)),
+            ItemRecord::Duplicate(marker) => match reannouncement(&marker, request) {
+                Some(again) => WorkerReport::Duplicate(again),
+                None => WorkerReport::Retry("item marker pending after a lost race".into()),
+            },
+            ItemRecord::UnknownItem => WorkerReport::UnknownItem,
+        })
     }
 }
 
@@ -143,23 +204,21 @@ impl<H: ItemHandler> MessageHandler for WorkerRole<H> {
 
 impl<H: ItemHandler> WorkerRole<H> {
     async fn handle_request(&self, request: &RequestMessage) -> Outcome {
-        let completion = match self.handler.handle_item(request).await {
-            ItemOutcome::Done { predictions_count } => {
-                tracing::debug!(predictions_count, "item done");
-                CompletionMessage::ok(request, predictions_count)
+        let announcement = match self.record(request).await {
+            Ok(WorkerReport::Recorded(announcement) | WorkerReport::Duplicate(announcement)) => announcement,
+            Ok(WorkerReport::Retry(reason)) => return Outcome::Retry(reason),
+            Ok(WorkerReport::UnknownItem) => {
+                return Outcome::Reject(format!("batch {} has no item {}", request.batch_id, request.player_lookup));
             }
-            ItemOutcome::Failed(error) => {
-                // batch_id and item come from the span.
-                tracing::warn!(error, "item failed permanently");
-                CompletionMessage::failed(request, &error)
+            // A commit whose answer was lost may have been applied: the redelivery reads the marker
+            // and finds its own effect (then announces it without working again).
+            Err(error) if error.is_transient() => {
+                tracing::warn!(%error, "could not record the item; the request will be redelivered");
+                return Outcome::Retry(error.to_string());
             }
-            ItemOutcome::Skipped(reason) => {
-                tracing::info!(reason, "item skipped");
-                CompletionMessage::skipped(request, &reason)
-            }
-            ItemOutcome::Retry(reason) => return Outcome::Retry(reason),
+            Err(error) => return Outcome::Reject(format!("could not record the item: {error}")),
         };
-        match self.pubsub.publish(&self.completion_topic, Message::new().set_data(completion.to_json())).await {
+        match self.pubsub.publish(&self.completion_topic, Message::new().set_data(announcement.to_json())).await {
             Ok(_) => Outcome::Ack,
             Err(error) => Outcome::Retry(format!("could not publish the completion: {error}")),
         }

@@ -16,7 +16,7 @@ use firestore::FirestoreInstant;
 use serde::{Deserialize, Serialize};
 
 use super::documents::{ItemMarker, ItemStatus};
-use crate::messages::{CompletionMessage, CompletionStatus};
+use crate::messages::{CompletionMessage, CompletionStatus, RequestMessage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -166,8 +166,53 @@ pub fn record_item(marker: &ItemMarker, completion: &CompletionMessage) -> Optio
         error: completion.error.clone(),
         redrives: marker.redrives,
         redriven_by: marker.redriven_by.clone(),
+        shard: marker.shard,
     };
     Some((terminal, counter))
+}
+
+/// What a worker announces for an item it found terminal before doing any work (a redelivered
+/// request whose first delivery recorded the item, or a twin that lost the race): the recorded
+/// outcome as the marker has it, with its shard's count unknown, so the coordinator checks wholeness
+/// (the first announcement may never have been published). `None` while the item is pending.
+pub fn reannouncement(marker: &ItemMarker, request: &RequestMessage) -> Option<CompletionMessage> {
+    let completion = match marker.status {
+        ItemStatus::Pending => return None,
+        ItemStatus::Done => CompletionMessage::ok(request, marker.predictions_count),
+        ItemStatus::Failed => CompletionMessage::failed(request, marker.error.as_deref().unwrap_or_default()),
+        ItemStatus::Skipped => CompletionMessage::skipped(request, marker.error.as_deref().unwrap_or_default()),
+    };
+    Some(completion.announced(None))
+}
+
+/// What the coordinator does with a completion message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletionAction {
+    /// The older shape (a worker that staged its result and left the marker to the coordinator) or a
+    /// dead letter's verdict: record the item here.
+    Record,
+    /// The worker recorded the item and its shard still counts items to go: the batch cannot be
+    /// whole, so nothing is read or written.
+    Nothing,
+    /// The worker recorded the item and emptied its shard: check whether the batch is whole (a
+    /// failed check is retried: this may be the batch's last item).
+    CheckWholeness,
+    /// The worker re-announced an item it found terminal, so whether its shard emptied is unknown:
+    /// check once, like a duplicate; a failed check is left to the claim holder or the sweeper rather
+    /// than retried (under faults, every redelivered request re-announces).
+    CheckOnce,
+}
+
+/// Decides from the message alone. A shard counts down from its size only in batches that count down
+/// ([`super::documents::BatchHeader::shards_count_down`]); elsewhere `remaining` starts at 0, so a
+/// commit returns a negative count and every completion checks, as before.
+pub fn completion_action(completion: &CompletionMessage) -> CompletionAction {
+    match (completion.recorded, completion.shard_remaining) {
+        (false, _) => CompletionAction::Record,
+        (true, Some(left)) if left > 0 => CompletionAction::Nothing,
+        (true, Some(_)) => CompletionAction::CheckWholeness,
+        (true, None) => CompletionAction::CheckOnce,
+    }
 }
 
 /// The final state of a whole batch under its failure policy: FAILED when the failed fraction of the
@@ -209,17 +254,63 @@ mod tests {
             status,
             predictions_count,
             error: error.map(String::from),
+            recorded: false,
+            shard_remaining: None,
+        }
+    }
+
+    fn request() -> RequestMessage {
+        RequestMessage {
+            batch_id: "b".into(),
+            generation: 1,
+            game_date: "2024-04-22".parse().unwrap(),
+            player_lookup: "p".into(),
+            correlation_id: String::new(),
         }
     }
 
     #[test]
+    fn only_an_announcement_that_may_have_emptied_its_shard_checks_wholeness() {
+        let ok = completion(CompletionStatus::Ok, 6, None);
+        assert_eq!(completion_action(&ok), CompletionAction::Record, "the older shape is recorded here");
+        assert_eq!(completion_action(&ok.clone().announced(Some(3))), CompletionAction::Nothing);
+        assert_eq!(completion_action(&ok.clone().announced(Some(0))), CompletionAction::CheckWholeness);
+        assert_eq!(
+            completion_action(&ok.clone().announced(Some(-4))),
+            CompletionAction::CheckWholeness,
+            "shards that do not count down"
+        );
+        assert_eq!(completion_action(&ok.announced(None)), CompletionAction::CheckOnce, "unknown");
+    }
+
+    #[test]
+    fn an_item_found_terminal_is_announced_as_recorded_with_an_unknown_shard_count() {
+        let mut marker = ItemMarker::pending_in(3);
+        assert_eq!(reannouncement(&marker, &request()), None, "pending: the worker works");
+        marker.status = ItemStatus::Done;
+        marker.predictions_count = 6;
+        let done = reannouncement(&marker, &request()).unwrap();
+        assert_eq!(
+            (done.status, done.predictions_count, done.recorded, done.shard_remaining),
+            (CompletionStatus::Ok, 6, true, None)
+        );
+        marker.status = ItemStatus::Skipped;
+        marker.error = Some("new".into());
+        let skipped = reannouncement(&marker, &request()).unwrap();
+        assert_eq!((skipped.status, skipped.error.as_deref()), (CompletionStatus::Skipped, Some("new")));
+        marker.status = ItemStatus::Failed;
+        assert_eq!(reannouncement(&marker, &request()).unwrap().status, CompletionStatus::Failed);
+        assert_eq!(completion_action(&reannouncement(&marker, &request()).unwrap()), CompletionAction::CheckOnce);
+    }
+
+    #[test]
     fn a_completion_makes_a_pending_item_terminal_once_and_keeps_its_redrives() {
-        let mut pending = ItemMarker::pending();
+        let mut pending = ItemMarker::pending_in(5);
         pending.redrives = 2;
         pending.redriven_by = Some("dl-1".into());
         let (done, counter) = record_item(&pending, &completion(CompletionStatus::Ok, 6, None)).unwrap();
         assert_eq!((done.status, counter, done.attempts, done.predictions_count), (ItemStatus::Done, "done", 1, 6));
-        assert_eq!((done.redrives, done.redriven_by.as_deref()), (2, Some("dl-1")));
+        assert_eq!((done.redrives, done.redriven_by.as_deref(), done.shard), (2, Some("dl-1"), Some(5)));
         let (failed, counter) = record_item(&pending, &completion(CompletionStatus::Failed, 0, Some("bad"))).unwrap();
         assert_eq!((failed.status, counter, failed.error.as_deref()), (ItemStatus::Failed, "failed", Some("bad")));
         let (skipped, counter) = record_item(&pending, &completion(CompletionStatus::Skipped, 0, Some("new"))).unwrap();

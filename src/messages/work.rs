@@ -42,6 +42,15 @@ pub struct CompletionMessage {
     /// Why the item failed, or why it was skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The worker recorded the item itself (marker, result and shard in one commit): the coordinator
+    /// only decides whether to check wholeness. Absent (false) in the older shape, which the
+    /// coordinator records as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recorded: bool,
+    /// With `recorded`: the item's counter shard's count of items not yet terminal right after the
+    /// worker's commit; absent when unknown (a re-announcement of an item found terminal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_remaining: Option<i64>,
 }
 
 /// The announcement of a consolidated batch.
@@ -96,6 +105,8 @@ impl CompletionMessage {
             status: CompletionStatus::Failed,
             predictions_count: 0,
             error: Some(error.chars().take(MAX_ERROR_CHARS).collect()),
+            recorded: false,
+            shard_remaining: None,
         }
     }
 
@@ -112,7 +123,15 @@ impl CompletionMessage {
             status: CompletionStatus::Ok,
             predictions_count,
             error: None,
+            recorded: false,
+            shard_remaining: None,
         }
+    }
+
+    /// This completion as the announcement of an item its worker recorded, with its shard's count
+    /// left after the commit (`None`: unknown).
+    pub fn announced(self, shard_remaining: Option<i64>) -> Self {
+        Self { recorded: true, shard_remaining, ..self }
     }
 }
 
@@ -164,6 +183,25 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ready.failed_count, 1);
+    }
+
+    #[test]
+    fn an_announcement_carries_its_record_and_the_older_shape_still_parses() {
+        let request = RequestMessage::parse(
+            br#"{"batch_id":"b1","generation":2,"game_date":"2024-04-22","player_lookup":"p","correlation_id":"c"}"#,
+        )
+        .unwrap();
+        let announced = CompletionMessage::ok(&request, 4).announced(Some(0));
+        assert_eq!(
+            announced.to_json(),
+            r#"{"batch_id":"b1","generation":2,"player_lookup":"p","status":"ok","predictions_count":4,"recorded":true,"shard_remaining":0}"#
+        );
+        assert_eq!(CompletionMessage::parse(announced.to_json().as_bytes()).unwrap(), announced);
+        let older = CompletionMessage::parse(br#"{"batch_id":"b1","generation":2,"player_lookup":"p","status":"ok"}"#);
+        let older = older.unwrap();
+        assert_eq!((older.recorded, older.shard_remaining), (false, None), "recorded by the coordinator");
+        let unknown = CompletionMessage::ok(&request, 4).announced(None).to_json();
+        assert!(unknown.ends_with(r#""recorded":true}"#), "{unknown}");
     }
 
     #[test]

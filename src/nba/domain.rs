@@ -7,6 +7,7 @@ use firestore::FirestoreDb;
 use super::inputs::worker_inputs;
 use super::model::{ModelConfig, ModelError, league_model_version, predict};
 use super::store::{slate_header, slate_players};
+use super::types::PlayerPrediction;
 use crate::batch::domain::{BatchDomain, DomainError, ItemHandler, ItemOutcome};
 use crate::batch::store::{BatchStore, StoreError};
 use crate::messages::{GameDate, RequestMessage};
@@ -54,7 +55,8 @@ impl BatchDomain for NbaDomain {
     }
 }
 
-/// The worker's side: one player's history and slate entry in, staged predictions out.
+/// The worker's side: one player's history and slate entry in, the player's prediction out (the
+/// engine stores it with the item's marker).
 pub struct NbaWorker {
     store: BatchStore,
     config: ModelConfig,
@@ -67,7 +69,9 @@ impl NbaWorker {
 }
 
 impl ItemHandler for NbaWorker {
-    async fn handle_item(&self, request: &RequestMessage) -> ItemOutcome {
+    type Result = PlayerPrediction;
+
+    async fn handle_item(&self, request: &RequestMessage) -> ItemOutcome<PlayerPrediction> {
         match self.predict(request).await {
             Ok(outcome) => outcome,
             Err(DomainError::Permanent(reason)) => ItemOutcome::Failed(reason),
@@ -77,7 +81,7 @@ impl ItemHandler for NbaWorker {
 }
 
 impl NbaWorker {
-    async fn predict(&self, request: &RequestMessage) -> Result<ItemOutcome, DomainError> {
+    async fn predict(&self, request: &RequestMessage) -> Result<ItemOutcome<PlayerPrediction>, DomainError> {
         let db = self.store.db();
         let date = request.game_date.to_string();
         let player = &request.player_lookup;
@@ -96,9 +100,8 @@ impl NbaWorker {
             }
             Err(error) => return Err(DomainError::Permanent(error.to_string())),
         };
-        let count = prediction.props.len() as u64;
-        self.store.stage_result(&request.batch_id, player, &prediction).await.map_err(storage)?;
-        Ok(ItemOutcome::Done { predictions_count: count })
+        let predictions_count = prediction.props.len() as u64;
+        Ok(ItemOutcome::Done { result: prediction, predictions_count })
     }
 }
 

@@ -7,6 +7,10 @@
 //! at a time per process, and the record is the arbiter across processes (see [`Exporter::export`]).
 //! Re-exporting the same generation writes byte-identical content (no timestamps in the file), so
 //! redeliveries are harmless.
+//!
+//! Memory stays bounded whatever the slate's size: the batch's results are read a page at a time
+//! (by document id, which is the player order) and each player is written to the temporary file as
+//! it comes, fingerprinted on the way (see `export_file`); no step holds the whole batch or file.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,9 +20,8 @@ use firestore::{FirestoreDb, FirestoreInstant};
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 
-use super::store::{
-    EXPORTS, ExportRecord, batch_predictions, export_record, fingerprint, firestore_error, published_batch,
-};
+use super::export_file::{FileHead, StreamedExport};
+use super::store::{EXPORTS, ExportRecord, batch_predictions_page, export_record, firestore_error, published_batch};
 use super::types::PlayerPrediction;
 use crate::batch::status::skipped_items;
 use crate::batch::store::{BatchStore, CountedTransaction, StoreError};
@@ -103,6 +106,11 @@ pub struct Exporter {
 /// than it is exported, and the next ready event catches up).
 const MAX_CATCH_UPS: usize = 3;
 
+/// Results read per query while writing a file: a page of ~300 predictions is a few hundred KiB in
+/// memory whatever the slate's size, and N = 5,000 takes 17 queries (Firestore bills per document
+/// read, so the page size does not change the cost).
+const EXPORT_PAGE_SIZE: u32 = 300;
+
 /// Which generation of a date to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Target {
@@ -175,55 +183,25 @@ impl Exporter {
         if published > target.generation {
             return Ok(ExportOutcome::SkippedOlder { exported_generation: published });
         }
-        let mut players: Vec<PlayerPrediction> = batch_predictions(&self.db, &target.batch_id, target.generation)
-            .await?
-            .into_iter()
-            .map(|p| p.prediction)
-            .collect();
-        players.sort_by(|a, b| a.player_lookup.cmp(&b.player_lookup));
-        // Coverage comes from the batch, where finalization recorded it once; re-exports read the same.
-        let store = BatchStore::new(self.db.clone());
-        let batch = store.header(&target.batch_id).await?;
-        let skipped_players = if batch.as_ref().and_then(|b| b.skipped_count).unwrap_or(0) > 0 {
-            skipped_items(&store, &target.batch_id)
-                .await?
-                .into_iter()
-                .map(|s| SkippedPlayer { player_lookup: s.item, reason: s.reason })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let file = ExportFile {
-            schema_version: EXPORT_SCHEMA_VERSION,
-            game_date: date.to_string(),
-            batch_id: target.batch_id.clone(),
-            generation: target.generation,
-            slate_players: batch.as_ref().map(|b| b.expected_count),
-            predicted_players: batch.as_ref().and_then(|b| b.done_count),
-            coverage: batch.as_ref().and_then(|b| b.coverage),
-            model_versions: model_versions(&players),
-            players,
-            skipped_players,
-            attribution: ATTRIBUTION.to_string(),
-        };
-        // Serializing plain data cannot fail.
-        let bytes = serde_json::to_vec_pretty(&file).unwrap_or_default();
         let path = self.path_for(date);
+        // The file is written (to a temporary name) first: the record carries its fingerprint, which
+        // only the whole stream gives. A temporary file not renamed below is removed when dropped.
+        let staged = self.stage_file(date, target, &path).await?;
         let record = ExportRecord {
             game_date: date.to_string(),
             batch_id: target.batch_id.clone(),
             generation: target.generation,
             location: path.display().to_string(),
-            checksum: fingerprint(&bytes),
-            players: file.players.len() as u64,
-            coverage: file.coverage,
+            checksum: staged.checksum.clone(),
+            players: staged.players,
+            coverage: staged.coverage,
         };
         match self.advance_record(&record).await? {
             RecordAdvance::Newer(exported_generation) => {
                 return Ok(ExportOutcome::SkippedOlder { exported_generation });
             }
             // The file may be missing if the exporter died between the record and the rename.
-            RecordAdvance::AlreadyRecorded if std::fs::read(&path).is_ok_and(|in_place| in_place == bytes) => {
+            RecordAdvance::AlreadyRecorded if same_contents(&path, &staged.tmp).unwrap_or(false) => {
                 return Ok(ExportOutcome::AlreadyExported);
             }
             RecordAdvance::AlreadyRecorded | RecordAdvance::Advanced => {}
@@ -239,8 +217,59 @@ impl Exporter {
         {
             return Ok(ExportOutcome::SkippedOlder { exported_generation: recorded.generation });
         }
-        write_atomically(&path, &bytes).map_err(|source| ExportError::Io { path: path.clone(), source })?;
-        Ok(ExportOutcome::Written { path, players: file.players.len() })
+        let players = staged.players as usize;
+        staged.rename_to(&path).map_err(|source| ExportError::Io { path: path.clone(), source })?;
+        Ok(ExportOutcome::Written { path, players })
+    }
+
+    /// Writes the target generation's file next to `path` under a temporary name, fsynced, reading
+    /// the batch's results a page at a time: memory holds one page, never the batch.
+    async fn stage_file(&self, date: &str, target: &Target, path: &Path) -> Result<StagedFile, ExportError> {
+        // Coverage comes from the batch, where finalization recorded it once; re-exports read the same.
+        let store = BatchStore::new(self.db.clone());
+        let batch = store.header(&target.batch_id).await?;
+        // Skipped players are the few the model declined, not the slate: read them whole.
+        let skipped_players: Vec<SkippedPlayer> = if batch.as_ref().and_then(|b| b.skipped_count).unwrap_or(0) > 0 {
+            skipped_items(&store, &target.batch_id)
+                .await?
+                .into_iter()
+                .map(|s| SkippedPlayer { player_lookup: s.item, reason: s.reason })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let coverage = batch.as_ref().and_then(|b| b.coverage);
+        let head = FileHead {
+            schema_version: EXPORT_SCHEMA_VERSION,
+            game_date: date,
+            batch_id: &target.batch_id,
+            generation: target.generation,
+            slate_players: batch.as_ref().map(|b| b.expected_count),
+            predicted_players: batch.as_ref().and_then(|b| b.done_count),
+            coverage,
+        };
+        let io_error = |source| ExportError::Io { path: path.to_path_buf(), source };
+        let (file, tmp) = StagedFile::create(path).map_err(io_error)?;
+        let mut staged = StagedFile { tmp, checksum: String::new(), players: 0, coverage, renamed: false };
+        let mut export = StreamedExport::begin(std::io::BufWriter::new(file), &head).map_err(io_error)?;
+        let mut after: Option<String> = None;
+        loop {
+            // Paging is safe without a snapshot: a finished batch's results no longer change.
+            let page = batch_predictions_page(&self.db, &target.batch_id, after.as_deref(), EXPORT_PAGE_SIZE).await?;
+            for (_, player) in &page {
+                export.player(player).map_err(io_error)?;
+            }
+            match page.last() {
+                Some((id, _)) if page.len() == EXPORT_PAGE_SIZE as usize => after = Some(id.clone()),
+                _ => break,
+            }
+        }
+        let finished = export.finish(&skipped_players, ATTRIBUTION).map_err(io_error)?;
+        let file = finished.out.into_inner().map_err(|e| io_error(e.into_error()))?;
+        file.sync_all().map_err(io_error)?;
+        staged.checksum = finished.checksum;
+        staged.players = finished.players;
+        Ok(staged)
     }
 
     /// CAS on `exports/{date}`: records this export unless a newer generation, or this very export
@@ -292,37 +321,78 @@ struct StoredExportRecord {
     exported_at: FirestoreInstant,
 }
 
-fn model_versions(players: &[PlayerPrediction]) -> Vec<String> {
-    let versions: std::collections::BTreeSet<&str> = players.iter().map(|p| p.model_version.as_str()).collect();
-    versions.into_iter().map(String::from).collect()
-}
-
+/// The generation of the file at `path`, read as a stream (the players are skipped, not kept).
 fn generation_in_file(path: &Path) -> Option<u64> {
-    let bytes = std::fs::read(path).ok()?;
-    serde_json::from_slice::<ExportFile>(&bytes).ok().map(|f| f.generation)
+    #[derive(Deserialize)]
+    struct Generation {
+        generation: u64,
+    }
+    let file = std::fs::File::open(path).ok()?;
+    serde_json::from_reader::<_, Generation>(std::io::BufReader::new(file)).ok().map(|f| f.generation)
 }
 
-/// Temp file in the same folder (same file system), fsync, then rename over the target.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.{}-{:08x}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("export"),
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+/// Whether two files hold the same bytes, compared a chunk at a time.
+fn same_contents(a: &Path, b: &Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    const CHUNK: u64 = 64 * 1024;
+    let (a, b) = (std::fs::File::open(a)?, std::fs::File::open(b)?);
+    if a.metadata()?.len() != b.metadata()?.len() {
+        return Ok(false);
     }
-    result
+    let (mut a, mut b) = (std::io::BufReader::new(a), std::io::BufReader::new(b));
+    let (mut chunk_a, mut chunk_b) = (Vec::new(), Vec::new());
+    loop {
+        chunk_a.clear();
+        chunk_b.clear();
+        let read = a.by_ref().take(CHUNK).read_to_end(&mut chunk_a)?;
+        b.by_ref().take(CHUNK).read_to_end(&mut chunk_b)?;
+        if chunk_a != chunk_b {
+            return Ok(false);
+        }
+        if read == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+/// An export written and fsynced under a temporary name in the target's folder (same file system,
+/// so the rename is atomic); removed when dropped unless renamed into place.
+struct StagedFile {
+    tmp: PathBuf,
+    checksum: String,
+    players: u64,
+    coverage: Option<f64>,
+    renamed: bool,
+}
+
+impl StagedFile {
+    /// Creates the temporary file for `path`.
+    fn create(path: &Path) -> std::io::Result<(std::fs::File, PathBuf)> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!(
+            ".{}.{}-{:08x}.tmp",
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("export"),
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        Ok((std::fs::File::create(&tmp)?, tmp))
+    }
+
+    fn rename_to(mut self, path: &Path) -> std::io::Result<()> {
+        std::fs::rename(&self.tmp, path)?;
+        self.renamed = true;
+        Ok(())
+    }
+}
+
+impl Drop for StagedFile {
+    fn drop(&mut self) {
+        if !self.renamed {
+            // Best effort: a leftover temporary file is only litter (hidden, never read).
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// Exporter: `predictions-ready-exporter`.
@@ -359,22 +429,53 @@ impl MessageHandler for ExportRole {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("props-export-{tag}-{}", rand::random::<u32>()))
+    }
+
+    fn stage(path: &Path, bytes: &[u8]) -> StagedFile {
+        let (mut file, tmp) = StagedFile::create(path).unwrap();
+        file.write_all(bytes).unwrap();
+        StagedFile { tmp, checksum: String::new(), players: 0, coverage: None, renamed: false }
+    }
 
     #[test]
-    fn atomic_write_replaces_the_file_and_leaves_no_temp_files() {
-        let dir = std::env::temp_dir().join(format!("props-export-test-{}", rand::random::<u32>()));
+    fn a_staged_file_replaces_the_target_and_leaves_no_temp_files() {
+        let dir = temp_dir("rename");
         let path = dir.join("2024-04-22.json");
-        write_atomically(&path, b"{\"a\":1}").unwrap();
-        write_atomically(&path, b"{\"a\":2}").unwrap();
+        stage(&path, b"{\"a\":1}").rename_to(&path).unwrap();
+        stage(&path, b"{\"a\":2}").rename_to(&path).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"{\"a\":2}");
+        // One that is not renamed (a newer generation won) is removed.
+        drop(stage(&path, b"{\"a\":3}"));
         let entries: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
         assert_eq!(entries.len(), 1, "only the target remains");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
+    fn compares_files_byte_for_byte() {
+        let dir = temp_dir("same");
+        std::fs::create_dir_all(&dir).unwrap();
+        let long: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let mut changed = long.clone();
+        changed[150_000] ^= 1;
+        for (name, bytes) in [("a", &long), ("b", &long), ("c", &changed), ("d", &long[..1000].to_vec())] {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+        let same = |a: &str, b: &str| same_contents(&dir.join(a), &dir.join(b)).unwrap();
+        assert!(same("a", "b"));
+        assert!(!same("a", "c"), "a byte differs in a later chunk");
+        assert!(!same("a", "d"), "different lengths");
+        assert!(same_contents(&dir.join("a"), &dir.join("missing")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn reads_the_generation_of_the_file_in_place() {
-        let dir = std::env::temp_dir().join(format!("props-export-gen-{}", rand::random::<u32>()));
+        let dir = temp_dir("gen");
         let path = dir.join("d.json");
         assert_eq!(generation_in_file(&path), None);
         let file = ExportFile {
@@ -390,8 +491,10 @@ mod tests {
             skipped_players: vec![],
             attribution: String::new(),
         };
-        write_atomically(&path, &serde_json::to_vec(&file).unwrap()).unwrap();
+        stage(&path, &serde_json::to_vec_pretty(&file).unwrap()).rename_to(&path).unwrap();
         assert_eq!(generation_in_file(&path), Some(7));
+        std::fs::write(&path, b"{\"generation\": 8, \"players\": [").unwrap();
+        assert_eq!(generation_in_file(&path), None, "a truncated file has no generation");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

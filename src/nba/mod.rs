@@ -6,12 +6,13 @@
 //! - [`backtest`]: walk-forward backtest of the model on the game logs (pure).
 //! - [`store`]: the domain's Firestore documents; [`load`] writes logs and slates.
 //! - [`domain`]: `BatchDomain` (slate items) and `ItemHandler` (the worker).
-//! - [`export`]: the exporter role and the front-end file.
+//! - [`export`]: the exporter role and the front-end file; `export_file` writes that file as a stream.
 
 pub mod backtest;
 pub mod data;
 pub mod domain;
 pub mod export;
+mod export_file;
 pub mod inputs;
 pub mod load;
 pub mod model;

@@ -15,11 +15,13 @@
 //! predictions stay readable in their own batch until retention deletes it; retention never deletes a
 //! batch a pointer publishes.
 
-use firestore::{FirestoreDb, FirestoreWritePrecondition};
+use firestore::gcloud_sdk::google::firestore::v1::{Value, value::ValueType};
+use firestore::{FirestoreDb, FirestoreQueryCursor, FirestoreValue, FirestoreWritePrecondition};
 use serde::{Deserialize, Serialize};
 
 use super::model::LeagueContext;
 use super::types::{GameLog, PlayerPrediction, SlateEntry};
+use crate::batch::documents::{BATCHES, RESULTS};
 pub(crate) use crate::batch::store::firestore_error;
 use crate::batch::store::{BatchStore, StoreError};
 use crate::gcp::firestore::document_id;
@@ -136,6 +138,38 @@ pub async fn batch_predictions(
         .into_iter()
         .map(|(_, prediction)| StoredPrediction { batch_id: batch_id.to_string(), generation, prediction })
         .collect())
+}
+
+/// One page of a batch's predictions with their document ids (= `player_lookup`), in id order: at most
+/// `limit`, those after the id `after`. Paging by document id needs no index and reads each result once.
+pub async fn batch_predictions_page(
+    db: &FirestoreDb,
+    batch_id: &str,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<Vec<(String, PlayerPrediction)>, StoreError> {
+    let batch = db.parent_path(BATCHES, batch_id).map_err(firestore_error("building a path"))?;
+    let mut query = db
+        .fluent()
+        .select()
+        .from(RESULTS)
+        .parent(&batch)
+        .order(|o| o.fields([o.field("__name__").ascending()]))
+        .limit(limit);
+    if let Some(after) = after {
+        let path = batch.clone().at(RESULTS, after).map_err(firestore_error("building a path"))?.to_string();
+        let reference = Value { value_type: Some(ValueType::ReferenceValue(path)) };
+        query = query.start_at(FirestoreQueryCursor::AfterValue(vec![FirestoreValue::from(reference)]));
+    }
+    let documents = query.query().await.map_err(firestore_error("reading a page of results"))?;
+    documents
+        .iter()
+        .map(|document| {
+            let prediction = FirestoreDb::deserialize_doc_to::<PlayerPrediction>(document)
+                .map_err(firestore_error("decoding a result"))?;
+            Ok((document_id(document).to_string(), prediction))
+        })
+        .collect()
 }
 
 /// The current predictions of a date: the published batch's (none before a batch of the date completed).

@@ -127,7 +127,12 @@ impl Harness {
 
     pub fn run_worker(&mut self, failing: &[&str]) {
         let worker = TestWorker { store: self.store.clone(), failing: failing.iter().map(|s| s.to_string()).collect() };
-        let role = WorkerRole::new(Arc::new(worker), self.env.pubsub.clone(), self.env.topics.completion_topic.clone());
+        let role = WorkerRole::new(
+            Arc::new(worker),
+            self.store.clone(),
+            self.env.pubsub.clone(),
+            self.env.topics.completion_topic.clone(),
+        );
         self.consume(ChannelKind::Request, role);
     }
 
@@ -138,7 +143,12 @@ impl Harness {
             inner: TestWorker { store: self.store.clone(), failing: set(failing) },
             skipping: set(skipping),
         };
-        let role = WorkerRole::new(Arc::new(worker), self.env.pubsub.clone(), self.env.topics.completion_topic.clone());
+        let role = WorkerRole::new(
+            Arc::new(worker),
+            self.store.clone(),
+            self.env.pubsub.clone(),
+            self.env.topics.completion_topic.clone(),
+        );
         self.consume(ChannelKind::Request, role);
     }
 
@@ -207,13 +217,18 @@ pub fn trigger(mode: TriggerMode) -> TriggerMessage {
     TriggerMessage::new(DATE, mode, "test".into(), None, String::new()).unwrap()
 }
 
-pub fn completion(batch: &BatchHeader, item: &str) -> CompletionMessage {
-    let request = RequestMessage {
+pub fn request(batch: &BatchHeader, item: &str) -> RequestMessage {
+    RequestMessage {
         batch_id: batch.batch_id.clone(),
         generation: batch.generation,
         game_date: date(),
         player_lookup: item.to_string(),
         correlation_id: String::new(),
-    };
-    CompletionMessage::ok(&request, 1)
+    }
+}
+
+/// A completion of the older shape (the coordinator records it), as a worker that staged its result
+/// itself published it.
+pub fn completion(batch: &BatchHeader, item: &str) -> CompletionMessage {
+    CompletionMessage::ok(&request(batch, item), 1)
 }

@@ -1,4 +1,4 @@
-//! A trivial domain for engine tests: items are configured per date, a worker stages one number per
+//! A trivial domain for engine tests: items are configured per date, a worker results in one number per
 //! item, and consolidation copies staged results into `test_predictions`, marking older generations
 //! superseded. Consolidation calls are counted in Firestore, so every engine instance adds to one count.
 
@@ -179,22 +179,20 @@ pub async fn consolidation_calls(db: &FirestoreDb, batch_id: &str) -> u64 {
     count.map(|c| c.calls).unwrap_or(0)
 }
 
-/// Stages `len(item)` for each item; fails the items in `failing` permanently.
+/// Results in `len(item)` for each item; fails the items in `failing` permanently.
 pub struct TestWorker {
     pub store: BatchStore,
     pub failing: HashSet<String>,
 }
 
 impl ItemHandler for TestWorker {
-    async fn handle_item(&self, request: &RequestMessage) -> ItemOutcome {
+    type Result = Staged;
+
+    async fn handle_item(&self, request: &RequestMessage) -> ItemOutcome<Staged> {
         if self.failing.contains(&request.player_lookup) {
             return ItemOutcome::Failed(format!("{} always fails (test)", request.player_lookup));
         }
-        let staged = Staged { value: request.player_lookup.len() as u64 };
-        match self.store.stage_result(&request.batch_id, &request.player_lookup, &staged).await {
-            Ok(()) => ItemOutcome::Done { predictions_count: 1 },
-            Err(error) => ItemOutcome::Retry(error.to_string()),
-        }
+        ItemOutcome::Done { result: Staged { value: request.player_lookup.len() as u64 }, predictions_count: 1 }
     }
 }
 
@@ -205,7 +203,9 @@ pub struct SkippingWorker {
 }
 
 impl ItemHandler for SkippingWorker {
-    async fn handle_item(&self, request: &RequestMessage) -> ItemOutcome {
+    type Result = Staged;
+
+    async fn handle_item(&self, request: &RequestMessage) -> ItemOutcome<Staged> {
         if self.skipping.contains(&request.player_lookup) {
             return ItemOutcome::Skipped(format!("{} has too little data (test)", request.player_lookup));
         }

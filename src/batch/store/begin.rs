@@ -11,6 +11,7 @@ use crate::batch::audit::{AuditRecord, read_record, write_record};
 use crate::batch::begin::{BeginDecision, decide_known, decide_new};
 use crate::batch::documents::{
     BATCHES, BatchHeader, COUNTERS, CounterShard, GAME_DATES, GameDatePointer, ITEMS, ItemMarker, batch_id_for,
+    counter_shard_of,
 };
 use crate::batch::state::BatchState;
 use crate::messages::TriggerMessage;
@@ -89,15 +90,21 @@ impl BatchStore {
     }
 
     /// Writes a pending marker for each item that has none yet (BatchWrite, create-only, so a marker a
-    /// completion already made terminal is never reset). Returns how many were created.
-    pub async fn write_item_markers(&self, batch_id: &str, items: &[String]) -> Result<usize, StoreError> {
+    /// completion already made terminal is never reset). Returns how many were created. Each marker
+    /// names its counter shard among `counter_shards` (the header's), for the worker that records it.
+    pub async fn write_item_markers(
+        &self,
+        batch_id: &str,
+        items: &[String],
+        counter_shards: u64,
+    ) -> Result<usize, StoreError> {
         let parent = self.batch_path(batch_id)?;
         let writer = self.db.create_simple_batch_writer().await.map_err(firestore_error("opening a batch writer"))?;
-        let marker = ItemMarker::pending();
         let mut created = 0;
         for chunk in items.chunks(MAX_WRITES_PER_BATCH_WRITE) {
             let mut batch = writer.new_batch();
             for item in chunk {
+                let marker = ItemMarker::pending_in(counter_shard_of(item, counter_shards));
                 self.db
                     .fluent()
                     .update()

@@ -1,6 +1,6 @@
-//! Recording one completion: item marker pending -> terminal plus a counter-shard increment, in one
-//! guarded atomic commit that touches neither the batch header nor any other item; and counting an
-//! item's redrive, guarded the same way.
+//! Recording one item: its result (when the worker records it), the marker's pending -> terminal and a
+//! counter-shard increment, in one guarded atomic commit that touches neither the batch header nor any
+//! other item; and counting an item's redrive, guarded the same way.
 
 use firestore::{
     FirestoreFieldTransform, FirestoreFieldTransformType, FirestoreInstant, FirestoreTransactionOps,
@@ -10,7 +10,7 @@ use firestore::{
 use super::commit::{commit_atomically, staged_writes};
 use super::header::is_precondition_failure;
 use super::{BatchStore, StoreError, firestore_error};
-use crate::batch::documents::{COUNTERS, ITEMS, ItemMarker, ItemStatus, counter_shard_of};
+use crate::batch::documents::{COUNTERS, ITEMS, ItemMarker, ItemStatus, RESULTS, counter_shard_of};
 use crate::batch::state::record_item;
 use crate::messages::CompletionMessage;
 use crate::ops::metrics::TransactionAttempts;
@@ -42,37 +42,99 @@ pub enum CompletionRecord {
     UnknownItem,
 }
 
+/// What a worker's record of its item found (see [`BatchStore::record_item_result`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ItemRecord {
+    /// This commit made the item terminal: result, marker and shard count together.
+    Recorded { shard_remaining: Option<i64> },
+    /// The item was terminal already (as this marker says): nothing was written.
+    Duplicate(ItemMarker),
+    /// The batch has no marker for this item.
+    UnknownItem,
+}
+
+impl From<ItemRecord> for CompletionRecord {
+    fn from(record: ItemRecord) -> Self {
+        match record {
+            ItemRecord::Recorded { shard_remaining } => CompletionRecord::Recorded { shard_remaining },
+            ItemRecord::Duplicate(_) => CompletionRecord::Duplicate,
+            ItemRecord::UnknownItem => CompletionRecord::UnknownItem,
+        }
+    }
+}
+
+/// An item marker as read, with its `update_time`: the version a guarded write compares against.
+pub type VersionedMarker = (ItemMarker, FirestoreInstant);
+
 impl BatchStore {
     /// Records `completion` once: the marker's pending -> terminal and the shard's increment in one
     /// atomic commit, guarded by the marker's `update_time` as read (see [`super::commit`]). A
     /// duplicate is answered from the read alone; a racing writer (a twin delivery, a redrive) makes the
-    /// commit fail at once, and the marker is read and decided again, never waited on.
+    /// commit fail at once, and the marker is read and decided again, never waited on. The
+    /// coordinator's path: a completion of the older shape, or a dead letter's verdict on an item.
     pub async fn record_completion(
         &self,
         completion: &CompletionMessage,
         counter_shards: u64,
     ) -> Result<CompletionRecord, StoreError> {
         let attempts = TransactionAttempts::new("record_completion");
-        let result = self.record_completion_guarded(completion, counter_shards, &attempts).await;
-        attempts.finish(result)
+        let result = self.record_guarded::<()>(completion, counter_shards, None, None, &attempts).await;
+        attempts.finish(result).map(CompletionRecord::from)
     }
 
-    async fn record_completion_guarded(
+    /// The worker's record of its item: `result` (if any) in `results/{item}`, the marker's
+    /// pending -> terminal and the shard's count, in one atomic commit guarded by the marker's
+    /// `update_time`. `read` is the marker the worker read before working (so a record costs no
+    /// further read unless a race is lost); `counter_shards` is the header's, needed only for a marker
+    /// that does not name its shard. A twin delivery that committed first makes this one's commit fail
+    /// at once with FAILED_PRECONDITION; the re-read then answers `Duplicate`.
+    pub async fn record_item_result<T>(
+        &self,
+        completion: &CompletionMessage,
+        result: Option<&T>,
+        read: VersionedMarker,
+        counter_shards: u64,
+    ) -> Result<ItemRecord, StoreError>
+    where
+        T: serde::Serialize + for<'de> serde::Deserialize<'de> + Send + Sync,
+    {
+        let attempts = TransactionAttempts::new("record_item");
+        let recorded = self.record_guarded(completion, counter_shards, result, Some(read), &attempts).await;
+        attempts.finish(recorded)
+    }
+
+    /// The item's marker with its version, or `None` when the batch has no such item.
+    pub async fn item_version(&self, batch_id: &str, item: &str) -> Result<Option<VersionedMarker>, StoreError> {
+        let parent = self.batch_path(batch_id)?;
+        self.versioned_marker(&parent, item).await
+    }
+
+    async fn record_guarded<T>(
         &self,
         completion: &CompletionMessage,
         counter_shards: u64,
+        result: Option<&T>,
+        mut read: Option<VersionedMarker>,
         attempts: &TransactionAttempts,
-    ) -> Result<CompletionRecord, StoreError> {
+    ) -> Result<ItemRecord, StoreError>
+    where
+        T: serde::Serialize + for<'de> serde::Deserialize<'de> + Send + Sync,
+    {
         let parent = self.batch_path(&completion.batch_id)?;
-        let shard = counter_shard_of(&completion.player_lookup, counter_shards).to_string();
+        let item = &completion.player_lookup;
         for _ in 0..MAX_MARKER_RACES {
             attempts.attempt();
-            let Some((marker, version)) = self.versioned_marker(&parent, &completion.player_lookup).await? else {
-                return Ok(CompletionRecord::UnknownItem);
+            let (marker, version) = match read.take() {
+                Some(read) => read,
+                None => match self.versioned_marker(&parent, item).await? {
+                    Some(read) => read,
+                    None => return Ok(ItemRecord::UnknownItem),
+                },
             };
             let Some((terminal, counter)) = record_item(&marker, completion) else {
-                return Ok(CompletionRecord::Duplicate);
+                return Ok(ItemRecord::Duplicate(marker));
             };
+            let shard = marker.shard.unwrap_or_else(|| counter_shard_of(item, counter_shards)).to_string();
             let mut writes = staged_writes(&self.db);
             let staged: firestore::FirestoreResult<()> = (|| {
                 self.db
@@ -80,7 +142,7 @@ impl BatchStore {
                     .update()
                     .in_col(ITEMS)
                     .precondition(FirestoreWritePrecondition::UpdateTime(version))
-                    .document_id(&completion.player_lookup)
+                    .document_id(item)
                     .parent(&parent)
                     .object(&terminal)
                     .add_to_transaction(&mut writes)?;
@@ -99,6 +161,17 @@ impl BatchStore {
                         increment("remaining", -1),
                     ],
                 )?;
+                // The result lands with its marker or not at all: a result exists iff its item is done.
+                if let Some(result) = result {
+                    self.db
+                        .fluent()
+                        .update()
+                        .in_col(RESULTS)
+                        .document_id(item)
+                        .parent(&parent)
+                        .object(result)
+                        .add_to_transaction(&mut writes)?;
+                }
                 Ok(())
             })();
             staged.map_err(firestore_error("staging a completion"))?;
@@ -106,7 +179,7 @@ impl BatchStore {
                 Ok(results) => {
                     // The shard write is the second; its third transform is the countdown.
                     let shard_remaining = results.get(1).and_then(|shard| integer(shard.transform_results.get(2)));
-                    return Ok(CompletionRecord::Recorded { shard_remaining });
+                    return Ok(ItemRecord::Recorded { shard_remaining });
                 }
                 // Lost the race: read again; the winner's marker decides (usually: a duplicate).
                 Err(error) if is_precondition_failure(&error) => {}
@@ -115,7 +188,7 @@ impl BatchStore {
         }
         Err(StoreError::BatchWriteFailed {
             code: 10,
-            message: format!("item {} kept changing under its completion", completion.player_lookup),
+            message: format!("item {item} kept changing under its completion"),
         })
     }
 

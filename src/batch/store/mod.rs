@@ -12,7 +12,7 @@ mod sweep;
 mod transaction;
 
 pub use begin::{BeginOutcome, NewBatch};
-pub use completion::{CompletionRecord, ItemRedrive};
+pub use completion::{CompletionRecord, ItemRecord, ItemRedrive, VersionedMarker};
 pub use finalize::{ClaimOutcome, FinishOutcome};
 pub(crate) use header::is_precondition_failure;
 pub(crate) use transaction::CountedTransaction;
@@ -290,8 +290,10 @@ impl BatchStore {
 }
 
 impl BatchStore {
-    /// Stages a worker's result for one item in `batches/{batch_id}/results/{item}` (overwrite: a
-    /// redelivered request writes the same result again).
+    /// Writes a result for one item in `batches/{batch_id}/results/{item}` on its own (overwrite), as
+    /// workers of the older completion shape did; tests and tools use it. A worker records its result
+    /// with the item's marker instead ([`Self::record_item_result`]), so a result exists only for a
+    /// done item.
     pub async fn stage_result<T>(&self, batch_id: &str, item: &str, result: &T) -> Result<(), StoreError>
     where
         T: serde::Serialize + for<'de> serde::Deserialize<'de> + Sync + Send,

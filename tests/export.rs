@@ -1,0 +1,93 @@
+//! The exporter's streamed file against the real Firestore emulator: a batch of more results than one
+//! page is written page by page, each player once and in player order, equal to the batch's
+//! predictions read whole; the record's checksum is the file's; a re-export finds it in place.
+
+mod common;
+
+use common::TestEnv;
+use futures::StreamExt;
+use props_pipeline::batch::documents::{GAME_DATES, GameDatePointer};
+use props_pipeline::batch::store::BatchStore;
+use props_pipeline::messages::ReadyMessage;
+use props_pipeline::nba::export::{ExportFile, ExportOutcome, Exporter};
+use props_pipeline::nba::store::{batch_predictions, export_record, fingerprint};
+use props_pipeline::nba::types::PlayerPrediction;
+
+const DATE: &str = "2024-04-22";
+/// More than two pages of the exporter's 300: two full pages and a partial one.
+const PLAYERS: usize = 650;
+
+fn prediction(player: &str, i: usize) -> PlayerPrediction {
+    serde_json::from_value(serde_json::json!({
+        "player_lookup": player, "player_name": format!("Player {i}"), "team": "AAA", "opponent": "BBB",
+        "game_date": DATE, "projected_minutes": 20.0 + (i % 17) as f64, "games_used": 10,
+        "props": [{"stat": "points", "line": 10.5, "projection": 11.0 + (i % 7) as f64, "p_over": 0.55,
+            "market_p_over": 0.5, "edge": 0.05, "recommendation": "OVER", "confidence": 0.3,
+            "distribution": "normal"}],
+        "offered": true, "model_version": if i.is_multiple_of(2) { "m-a" } else { "m-b" }
+    }))
+    .expect("a prediction")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_larger_than_a_page_is_exported_once_per_player_in_player_order() {
+    let env = TestEnv::new("export-pages").await;
+    let db = env.firestore().await;
+    let store = BatchStore::new(db.clone());
+    // Written in an order unrelated to the ids, so the file's order is the read's, not the write's.
+    futures::stream::iter((0..PLAYERS).rev())
+        .for_each_concurrent(32, |i| {
+            let store = &store;
+            async move {
+                let player = format!("p{:04}", (i * 7) % PLAYERS);
+                store.stage_result("b1", &player, &prediction(&player, i)).await.expect("stage a result");
+            }
+        })
+        .await;
+    let pointer = GameDatePointer {
+        current_generation: 1,
+        current_batch_id: "b1".into(),
+        published_batch_id: Some("b1".into()),
+        published_generation: Some(1),
+    };
+    db.fluent()
+        .update()
+        .in_col(GAME_DATES)
+        .document_id(DATE)
+        .object(&pointer)
+        .execute::<GameDatePointer>()
+        .await
+        .expect("publish the batch");
+
+    let dir = std::env::temp_dir().join(format!("props-export-pages-{}", rand::random::<u32>()));
+    let exporter = Exporter::new(db.clone(), dir.clone());
+    let ready = ReadyMessage {
+        game_date: DATE.parse().expect("a date"),
+        batch_id: "b1".into(),
+        generation: 1,
+        predictions_count: PLAYERS as u64,
+        failed_count: 0,
+    };
+    let outcome = exporter.export(&ready).await.expect("export");
+    assert!(matches!(outcome, ExportOutcome::Written { players: PLAYERS, .. }), "{outcome:?}");
+
+    let bytes = std::fs::read(exporter.path_for(DATE)).expect("the file");
+    let file: ExportFile = serde_json::from_slice(&bytes).expect("the file parses");
+    let mut expected: Vec<PlayerPrediction> =
+        batch_predictions(&db, "b1", 1).await.expect("read the batch").into_iter().map(|p| p.prediction).collect();
+    expected.sort_by(|a, b| a.player_lookup.cmp(&b.player_lookup));
+    assert_eq!(expected.len(), PLAYERS);
+    assert_eq!(file.players, expected, "every player once, in player order, as stored");
+    assert_eq!(file.model_versions, ["m-a", "m-b"]);
+    assert_eq!((file.batch_id.as_str(), file.generation), ("b1", 1));
+    let record = export_record(&db, DATE).await.expect("read the record").expect("a record");
+    assert_eq!(record.checksum, fingerprint(&bytes));
+    assert_eq!(record.players, PLAYERS as u64);
+
+    // A redelivered ready event streams the same bytes and finds them in place.
+    assert_eq!(exporter.export(&ready).await.expect("export again"), ExportOutcome::AlreadyExported);
+    assert_eq!(std::fs::read(exporter.path_for(DATE)).expect("the file"), bytes);
+    let leftovers = std::fs::read_dir(&dir).expect("the folder").count();
+    assert_eq!(leftovers, 1, "no temporary file is left behind");
+    std::fs::remove_dir_all(&dir).ok();
+}
