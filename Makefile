@@ -85,9 +85,10 @@ backfill-faults:
 	if [ $$started = 1 ]; then $(EMULATORS) stop; fi; \
 	exit $$status
 
-# The benchmark (release build): raw emulator capacity against the whole pipeline for each batch size,
-# Firestore requests per item, header writes, finalize latency, peak RSS and a CPU profile; prints a
-# table and writes bench/results/latest.json. Fresh emulators give comparable figures, so stop any running
+# The benchmark (release build): raw emulator capacity and the ceiling of the primitives against the
+# whole pipeline for each batch size, Firestore requests, writes and cost per item, header writes, the
+# hottest document, finalize latency and work, peak RSS and a CPU profile, each beside issue 14's
+# targets; prints tables and writes bench/results/latest.json. Fresh emulators give comparable figures, so stop any running
 # ones first (`make emulators-stop`). `make bench ITEMS=100,1000 REPEATS=3 WORKERS=2 CONCURRENCY=16`.
 ITEMS ?= 100,1000,5000
 REPEATS ?= 3

@@ -14,7 +14,7 @@ use props_pipeline::messages::{ReadyMessage, TriggerMessage, TriggerMode};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::firestore_count::{Counts, FirestoreCounter};
+use crate::firestore_count::{Counts, FirestoreCounter, HottestDocument, WireEvent, hottest_document};
 use crate::pull::spawn_acking;
 
 /// A ready event as the tap saw it, with the time Pub/Sub accepted it.
@@ -95,7 +95,41 @@ pub struct BatchFigures {
     /// Firestore traffic per process between the trigger and the export, by process name (counted
     /// runs only).
     pub firestore: BTreeMap<String, Counts>,
+    /// The coordinator's Firestore traffic between the last completion's commit and the ready event
+    /// (counted runs only).
+    pub finalize: Option<FinalizeWork>,
+    /// The most writes one document took in any 10 s of the batch (counted runs only).
+    pub hottest_document: Option<HottestDocument>,
 }
+
+/// What the finalize step sent and received: the coordinator's requests received after the last
+/// completion's commit and before the ready event's publish, and their answers.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct FinalizeWork {
+    pub requests: u64,
+    pub requests_by_method: BTreeMap<String, u64>,
+    /// Request and answer bytes (gRPC-framed messages).
+    pub bytes: u64,
+    pub reads: u64,
+}
+
+impl FinalizeWork {
+    fn of(events: &[WireEvent], process: &str, after: SystemTime, before: SystemTime) -> Self {
+        let mut work = Self::default();
+        for event in events.iter().filter(|e| &*e.label == process && e.received > after && e.received <= before) {
+            if let Some(method) = &event.method {
+                work.requests += 1;
+                *work.requests_by_method.entry(method.clone()).or_default() += 1;
+            }
+            work.bytes += event.bytes;
+            work.reads += event.reads;
+        }
+        work
+    }
+}
+
+/// The window of [`BatchFigures::hottest_document`].
+const HOT_WINDOW: Duration = Duration::from_secs(10);
 
 pub struct BatchContext<'a> {
     pub pubsub: &'a PubSub,
@@ -113,7 +147,7 @@ pub async fn run_batch(
     items: usize,
     within: Duration,
 ) -> anyhow::Result<BatchFigures> {
-    let before = context.counter.map(FirestoreCounter::snapshot).unwrap_or_default();
+    let (before, mark) = context.counter.map(FirestoreCounter::snapshot).unwrap_or_default();
     let trigger = TriggerMessage::new(game_date, TriggerMode::default(), "benchmark".into(), None, String::new())?;
     let triggered = SystemTime::now();
     context.pubsub.publish(context.trigger_topic, Message::new().set_data(trigger.to_json())).await?;
@@ -127,7 +161,8 @@ pub async fn run_batch(
     }
     // The export record is written just after the file.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let after = context.counter.map(FirestoreCounter::snapshot).unwrap_or_default();
+    let (after, _) = context.counter.map(FirestoreCounter::snapshot).unwrap_or_default();
+    let (events, writes) = context.counter.map(|c| c.since(mark)).unwrap_or_default();
 
     let batch_id = ready.message.batch_id.clone();
     let header = context.store.header(&batch_id).await?.with_context(|| format!("no header for {batch_id}"))?;
@@ -136,6 +171,8 @@ pub async fn run_batch(
     let per_shard: Vec<u64> = shards.iter().map(|s| s.done + s.failed).collect();
     let completions: u64 = per_shard.iter().sum();
     let trigger_to_ready_secs = seconds_between(triggered, ready.published);
+    let finalize = context.counter.map(|_| FinalizeWork::of(&events, "coordinator", last_completion, ready.published));
+    let hottest_document = context.counter.map(|_| hottest_document(&writes, HOT_WINDOW));
     Ok(BatchFigures {
         game_date: game_date.to_string(),
         batch_id,
@@ -153,6 +190,8 @@ pub async fn run_batch(
             .iter()
             .map(|(name, counts)| (name.clone(), counts.since(&before.get(name).cloned().unwrap_or_default())))
             .collect(),
+        finalize,
+        hottest_document,
     })
 }
 

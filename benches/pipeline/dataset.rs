@@ -56,6 +56,13 @@ impl Dataset {
         Ok(())
     }
 
+    /// The players of a slate of `items` (see [`Dataset::load_slate`]).
+    pub fn players(&self, items: usize) -> Vec<String> {
+        (0..items)
+            .map(|index| copy_id(&self.roster[index % self.roster.len()].player_lookup, index / self.roster.len()))
+            .collect()
+    }
+
     /// Loads the slate of `date` with `items` players (the first `items` of the repeated roster).
     pub async fn load_slate(&self, db: &FirestoreDb, date: NaiveDate, items: usize) -> anyhow::Result<()> {
         let entries: Vec<SlateEntry> = (0..items)

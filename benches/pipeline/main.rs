@@ -6,19 +6,27 @@
 //!    N-item batches from trigger to ready event (items/s), and the ratio to (1);
 //! 3. Firestore requests and documents written per item, counted on the wire per process, and the
 //!    header's own write count per batch;
-//! 4. finalize latency: last completion committed -> ready event published;
-//! 5. peak RSS (VmHWM) of every process, and where the CPU went.
+//! 4. finalize latency: last completion committed -> ready event published, and the finalize step's
+//!    Firestore requests and bytes;
+//! 5. peak RSS (VmHWM) of every process, and where the CPU went;
+//! 6. the ceiling of the primitives (`ceiling.rs`) and the pipeline's ratio to it;
+//! 7. cost: billed reads, writes and deletes per 1,000 items at list prices, and the most writes one
+//!    document took in any 10 s.
+//!
+//! Each figure is printed beside its target (issue 14) with met or missed.
 //!
 //! It prints a table and writes JSON. Run by `make bench`, which starts the emulators; directly:
 //! `cargo bench --bench pipeline -- --items 100,1000 --repeats 3 --workers 2`.
 
 mod batch_run;
+mod ceiling;
 mod dataset;
 mod firestore_count;
 mod fleet;
 mod pull;
 mod raw;
 mod report;
+mod targets;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -143,6 +151,24 @@ async fn main() -> anyhow::Result<()> {
             next_date = next_date.checked_add_days(Days::new(1)).context("a date within range")?;
         }
         let (timed_dates, counted_dates) = dates.split_at(usize::from(args.repeats));
+        // The ceiling reads the inputs of the first timed batch's slate (the emulator keeps everything
+        // in memory, so reading them first warms nothing the pipeline would not find warm).
+        eprintln!("bench: N = {items}: ceiling of the primitives");
+        let mut dbs = Vec::new();
+        for _ in 0..args.workers {
+            dbs.push(props_pipeline::gcp::firestore::connect(&gcp).await?);
+        }
+        let ceiling = ceiling::measure(
+            &pubsub,
+            dbs,
+            &format!("bench-ceiling-{items}"),
+            &timed_dates[0],
+            &dataset.players(items),
+            args.concurrency,
+            Duration::from_secs(120) + Duration::from_millis(100 * items as u64),
+        )
+        .await?;
+        eprintln!("bench: N = {items}: ceiling {:.0} items/s ({} failed)", ceiling.items_per_sec, ceiling.failed);
         let timed = bench.phase(items, timed_dates, None, cores).await?;
         let mut errors = timed.errors;
         let counted = if args.skip_count {
@@ -153,7 +179,7 @@ async fn main() -> anyhow::Result<()> {
             errors.extend(counted.errors);
             counted.batches
         };
-        let mut size = SizeResult::summarize(items, raw, timed.batches, counted, &timed.usage, timed.profile);
+        let mut size = SizeResult::summarize(items, raw, ceiling, timed.batches, counted, &timed.usage, timed.profile);
         size.errors = errors;
         sizes.push(size);
     }
@@ -171,6 +197,7 @@ async fn main() -> anyhow::Result<()> {
         finalize_samples: finalize.len(),
         finalize_ms_p50: report::percentile(finalize.clone(), 50.0),
         finalize_ms_p99: report::percentile(finalize, 99.0),
+        targets: targets::evaluate(&sizes),
         sizes,
     };
     println!("{}", report.table());

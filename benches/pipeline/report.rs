@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::batch_run::BatchFigures;
-use crate::firestore_count::Counts;
+use crate::batch_run::{BatchFigures, FinalizeWork};
+use crate::ceiling::CeilingFigures;
+use crate::firestore_count::{Counts, HottestDocument};
 use crate::fleet::Usage;
 use crate::raw::RawFigures;
 
@@ -19,6 +20,8 @@ pub struct Report {
     pub finalize_ms_p50: f64,
     pub finalize_ms_p99: f64,
     pub finalize_samples: usize,
+    /// Issue 14's targets, each with what this run measured and whether it met it.
+    pub targets: Vec<crate::targets::Check>,
 }
 
 #[derive(Debug, Serialize)]
@@ -51,6 +54,10 @@ pub struct ProcessFigures {
 pub struct SizeResult {
     pub items: usize,
     pub raw: RawFigures,
+    /// The same work per item with no engine around it (`ceiling.rs`).
+    pub ceiling: CeilingFigures,
+    /// Pipeline items/s over ceiling items/s.
+    pub ratio_to_ceiling: f64,
     /// The timed batches (processes on the emulator itself).
     pub batches: Vec<BatchFigures>,
     /// The batches run through the counting proxy, for the Firestore figures only.
@@ -66,6 +73,18 @@ pub struct SizeResult {
     /// Mean time the emulator took to answer, per method.
     pub firestore_answer_ms_by_method: BTreeMap<String, f64>,
     pub firestore_requests_per_item_by_process: BTreeMap<String, f64>,
+    pub firestore_writes_per_item_by_process: BTreeMap<String, f64>,
+    /// Billed reads, writes (deletes apart) and deletes per 1,000 items, and their list price.
+    pub cost: Cost,
+    /// The finalize step of each counted batch (the coordinator's traffic between the last completion's
+    /// commit and the ready event).
+    pub finalize_work: Vec<FinalizeWork>,
+    /// The most writes one document took in any 10 s, over the counted batches.
+    pub hottest_document: HottestDocument,
+    /// Items/s of the counted batches (the proxy slows them): the hottest document's rate was taken there.
+    pub counted_items_per_sec: f64,
+    /// The largest peak RSS of each role's processes.
+    pub peak_rss_mib_by_role: BTreeMap<String, f64>,
     pub header_writes: Vec<u64>,
     pub max_shard_share: f64,
     pub finalize_ms_p50: f64,
@@ -91,10 +110,42 @@ pub struct Profile {
     pub transaction_retries: f64,
 }
 
+/// Firestore's list prices (regional), in US dollars per 100,000 operations.
+const USD_PER_100K_READS: f64 = 0.03;
+const USD_PER_100K_WRITES: f64 = 0.09;
+const USD_PER_100K_DELETES: f64 = 0.01;
+
+#[derive(Debug, Default, Serialize)]
+pub struct Cost {
+    pub reads_per_1000_items: f64,
+    pub writes_per_1000_items: f64,
+    pub deletes_per_1000_items: f64,
+    pub usd_per_1000_items: f64,
+}
+
+impl Cost {
+    fn of(total: &Counts, items: f64) -> Self {
+        let per_1000 = |count: u64| count as f64 * 1000.0 / items;
+        let (reads, writes, deletes) =
+            (per_1000(total.reads), per_1000(total.billed_writes), per_1000(total.billed_deletes));
+        Self {
+            reads_per_1000_items: reads,
+            writes_per_1000_items: writes,
+            deletes_per_1000_items: deletes,
+            usd_per_1000_items: (reads * USD_PER_100K_READS
+                + writes * USD_PER_100K_WRITES
+                + deletes * USD_PER_100K_DELETES)
+                / 100_000.0,
+        }
+    }
+}
+
 impl SizeResult {
+    #[allow(clippy::too_many_arguments)]
     pub fn summarize(
         items: usize,
         raw: RawFigures,
+        ceiling: CeilingFigures,
         batches: Vec<BatchFigures>,
         counted: Vec<BatchFigures>,
         usage: &[(String, &'static str, Usage)],
@@ -102,11 +153,20 @@ impl SizeResult {
     ) -> Self {
         let mut total = Counts::default();
         let mut by_process: BTreeMap<String, f64> = BTreeMap::new();
+        let mut writes_by_process: BTreeMap<String, f64> = BTreeMap::new();
         for batch in &counted {
             for (process, counts) in &batch.firestore {
                 total.add(counts);
                 *by_process.entry(process.clone()).or_default() += counts.total_requests() as f64;
+                *writes_by_process.entry(process.clone()).or_default() += counts.documents_written as f64;
             }
+        }
+        let hottest =
+            counted.iter().filter_map(|b| b.hottest_document.clone()).max_by_key(|h| h.writes).unwrap_or_default();
+        let mut peak_rss_mib_by_role: BTreeMap<String, f64> = BTreeMap::new();
+        for (_, role, usage) in usage {
+            let peak = peak_rss_mib_by_role.entry(role.to_string()).or_default();
+            *peak = peak.max(usage.peak_rss_kib as f64 / 1024.0);
         }
         let item_count = (items * counted.len()).max(1) as f64;
         let rate = median(batches.iter().map(|b| b.items_per_sec).collect());
@@ -116,6 +176,17 @@ impl SizeResult {
             pipeline_items_per_sec: rate,
             ratio_to_raw: rate / raw.messages_per_sec,
             raw,
+            ratio_to_ceiling: rate / ceiling.items_per_sec,
+            ceiling,
+            cost: Cost::of(&total, item_count),
+            finalize_work: counted.iter().filter_map(|b| b.finalize.clone()).collect(),
+            hottest_document: hottest,
+            counted_items_per_sec: median(counted.iter().map(|b| b.items_per_sec).collect()),
+            peak_rss_mib_by_role,
+            firestore_writes_per_item_by_process: writes_by_process
+                .into_iter()
+                .map(|(p, c)| (p, c / item_count))
+                .collect(),
             firestore_requests_per_item: total.total_requests() as f64 / item_count,
             firestore_writes_per_item: total.documents_written as f64 / item_count,
             firestore_requests_per_item_by_method: total
@@ -151,7 +222,14 @@ impl SizeResult {
 
     /// The largest peak RSS among the processes of `role`.
     pub fn peak_rss_mib(&self, role: &str) -> f64 {
-        self.processes.iter().filter(|p| p.role == role).map(|p| p.peak_rss_mib).fold(0.0, f64::max)
+        self.peak_rss_mib_by_role.get(role).copied().unwrap_or(0.0)
+    }
+
+    /// The finalize step's requests and bytes: the largest over the counted batches.
+    pub fn finalize_requests_and_bytes(&self) -> Option<(u64, u64)> {
+        let requests = self.finalize_work.iter().map(|w| w.requests).max()?;
+        let bytes = self.finalize_work.iter().map(|w| w.bytes).max()?;
+        Some((requests, bytes))
     }
 }
 
@@ -217,34 +295,39 @@ impl Report {
             self.machine.cores, p.worker_processes, p.concurrency, p.repeats
         ));
         out.push_str(
-            "| items | raw msg/s | pipeline items/s | ratio | Firestore req/item | writes/item | header writes/batch | max shard share | finalize p50 / p99 ms | peak RSS MiB coord / worker / exporter / dead-letter / sweeper |\n",
+            "| items | raw msg/s | ceiling items/s | pipeline items/s | ratio to raw | ratio to ceiling | Firestore req/item | writes/item | finalize requests / KiB | finalize p50 / p99 ms | most writes to one doc in 10 s | $ per 1,000 items | header writes/batch | max shard share |\n",
         );
-        out.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+        out.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for size in &self.sizes {
             let writes: Vec<String> = size.header_writes.iter().map(u64::to_string).collect();
+            let finalize = size
+                .finalize_requests_and_bytes()
+                .map_or("-".to_string(), |(requests, bytes)| format!("{requests} / {:.1}", bytes as f64 / 1024.0));
             out.push_str(&format!(
-                "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.3} | {:.0} / {:.0} | {:.1} / {:.1} / {:.1} / {:.1} / {:.1} |\n",
+                "| {} | {:.0} | {:.0} | {:.0} | {:.3} | {:.2} | {:.2} | {:.2} | {} | {:.0} / {:.0} | {} | {:.4} | {} | {:.3} |\n",
                 size.items,
                 size.raw.messages_per_sec,
+                size.ceiling.items_per_sec,
                 size.pipeline_items_per_sec,
                 size.ratio_to_raw,
+                size.ratio_to_ceiling,
                 size.firestore_requests_per_item,
                 size.firestore_writes_per_item,
-                writes.join(", "),
-                size.max_shard_share,
+                finalize,
                 size.finalize_ms_p50,
                 size.finalize_ms_p99,
-                size.peak_rss_mib("coordinator"),
-                size.peak_rss_mib("worker"),
-                size.peak_rss_mib("exporter"),
-                size.peak_rss_mib("dead-letter"),
-                size.peak_rss_mib("sweeper"),
+                size.hottest_document.writes,
+                size.cost.usd_per_1000_items,
+                writes.join(", "),
+                size.max_shard_share,
             ));
         }
+        out.push_str(&self.rss_table());
         out.push_str(&format!(
             "\nfinalize latency over all {} batches: p50 {:.0} ms, p99 {:.0} ms\n",
             self.finalize_samples, self.finalize_ms_p50, self.finalize_ms_p99
         ));
+        out.push_str(&crate::targets::table(&self.targets));
         for size in &self.sizes {
             out.push_str(&format!(
                 "\nN = {}: where the time went ({:.1} s of batches)\n",
@@ -276,10 +359,82 @@ impl Report {
                 .collect();
             out.push_str(&format!("  Firestore requests per item (mean answer time): {}\n", methods.join(", ")));
             out.push_str(&format!("  transaction retries (ABORTED): {:.0}\n", size.profile.transaction_retries));
+            out.push_str(&size.firestore_details());
             for error in &size.errors {
                 out.push_str(&format!("  DID NOT FINISH: {error}\n"));
             }
         }
+        out
+    }
+}
+
+/// The roles in the order the tables show them.
+const ROLES: [&str; 5] = ["coordinator", "worker", "exporter", "dead-letter", "sweeper"];
+
+impl Report {
+    /// Peak RSS per role and size, and each role's largest size over its N = 1,000 figure.
+    fn rss_table(&self) -> String {
+        let mut out = String::from("\n| peak RSS MiB | ");
+        out.push_str(&ROLES.join(" | "));
+        out.push_str(" |\n|---|");
+        out.push_str(&"---:|".repeat(ROLES.len()));
+        out.push('\n');
+        for size in &self.sizes {
+            let cells: Vec<String> = ROLES.iter().map(|role| format!("{:.1}", size.peak_rss_mib(role))).collect();
+            out.push_str(&format!("| N = {} | {} |\n", size.items, cells.join(" | ")));
+        }
+        if let Some((largest, base)) = crate::targets::largest_and_base(&self.sizes) {
+            let cells: Vec<String> = ROLES
+                .iter()
+                .map(|role| {
+                    format!("{:.2}", largest.peak_rss_mib(role) / base.peak_rss_mib(role).max(f64::MIN_POSITIVE))
+                })
+                .collect();
+            out.push_str(&format!("| N = {} / N = {} | {} |\n", largest.items, base.items, cells.join(" | ")));
+        }
+        out
+    }
+}
+
+impl SizeResult {
+    /// Per process requests and writes per item, cost, the finalize step and the hottest document.
+    fn firestore_details(&self) -> String {
+        let mut out = String::new();
+        let per_process: Vec<String> = self
+            .firestore_requests_per_item_by_process
+            .iter()
+            .map(|(process, requests)| {
+                let writes = self.firestore_writes_per_item_by_process.get(process).copied().unwrap_or(0.0);
+                format!("{process} {requests:.2} / {writes:.2}")
+            })
+            .collect();
+        out.push_str(&format!("  Firestore requests / writes per item by process: {}\n", per_process.join(", ")));
+        out.push_str(&format!(
+            "  billed per 1,000 items: {:.0} reads, {:.0} writes, {:.0} deletes: ${:.4}\n",
+            self.cost.reads_per_1000_items,
+            self.cost.writes_per_1000_items,
+            self.cost.deletes_per_1000_items,
+            self.cost.usd_per_1000_items
+        ));
+        for work in &self.finalize_work {
+            let methods: Vec<String> = work.requests_by_method.iter().map(|(m, n)| format!("{m} {n}")).collect();
+            out.push_str(&format!(
+                "  finalize step: {} requests ({}), {} bytes, {} reads\n",
+                work.requests,
+                methods.join(", "),
+                work.bytes,
+                work.reads
+            ));
+        }
+        let hot = &self.hottest_document;
+        out.push_str(&format!(
+            "  hottest document: {} writes in {:.0} s to {} ({}), in a counted batch at {:.0} items/s\n",
+            hot.writes, hot.window_secs, hot.document, hot.kind, self.counted_items_per_sec
+        ));
+        out.push_str(&format!(
+            "  ceiling of the primitives: {} items in {:.2} s ({:.0} items/s, {} failed)\n",
+            self.ceiling.items, self.ceiling.secs, self.ceiling.items_per_sec, self.ceiling.failed
+        ));
         out
     }
 }

@@ -185,6 +185,23 @@ pub fn counter_shard_of(item: &str, shards: u64) -> u64 {
     fnv1a64(item.as_bytes()) % shards.max(1)
 }
 
+/// Items per counter shard when a batch's shard count is sized from its item count: a shard then
+/// takes about this many increments over the batch's whole life, so no shard can take more than about
+/// ten writes in any 10 s window, however fast the batch runs (Google's guidance for real Firestore is
+/// about one sustained write per second per document).
+pub const ITEMS_PER_SHARD: u64 = 10;
+
+/// The most counter shards a batch gets. Begin creates every shard in its transaction (with the
+/// header, the pointer and the audit record, under Firestore's long-standing 500 writes per commit),
+/// and the sweeper reads them all to find an idle batch's last activity.
+pub const MAX_COUNTER_SHARDS: u64 = 400;
+
+/// Counter shards for a batch of `items` items: `ceil(items / ITEMS_PER_SHARD)`, at least 1 and at
+/// most [`MAX_COUNTER_SHARDS`] (from 4,000 items on a shard takes more than `ITEMS_PER_SHARD`).
+pub fn counter_shards_for(items: u64) -> u64 {
+    items.div_ceil(ITEMS_PER_SHARD).clamp(1, MAX_COUNTER_SHARDS)
+}
+
 /// How many of `items` each of `shards` counter shards counts (see [`counter_shard_of`]).
 pub fn shard_sizes(items: &[String], shards: u64) -> Vec<u64> {
     let mut sizes = vec![0; shards.max(1) as usize];
@@ -231,6 +248,31 @@ mod tests {
         let first_shard = items.iter().filter(|i| counter_shard_of(i, 8) == 0).count() as u64;
         assert_eq!(sizes[0], first_shard);
         assert_eq!(shard_sizes(&[], 0), vec![0], "zero shards is treated as one");
+    }
+
+    #[test]
+    fn shard_count_grows_with_the_batch_within_bounds() {
+        assert_eq!(counter_shards_for(0), 1, "an empty batch still has a shard to count on");
+        assert_eq!(counter_shards_for(1), 1);
+        assert_eq!(counter_shards_for(ITEMS_PER_SHARD), 1);
+        assert_eq!(counter_shards_for(ITEMS_PER_SHARD + 1), 2);
+        assert_eq!(counter_shards_for(100), 100u64.div_ceil(ITEMS_PER_SHARD));
+        assert_eq!(counter_shards_for(1_000), 1_000u64.div_ceil(ITEMS_PER_SHARD));
+        assert_eq!(counter_shards_for(MAX_COUNTER_SHARDS * ITEMS_PER_SHARD), MAX_COUNTER_SHARDS);
+        assert_eq!(counter_shards_for(u64::MAX), MAX_COUNTER_SHARDS);
+        for items in [1u64, 9, 10, 11, 99, 100, 999, 3_999, 4_000] {
+            let shards = counter_shards_for(items);
+            assert!(items.div_ceil(shards) <= ITEMS_PER_SHARD, "{items} items: at most {ITEMS_PER_SHARD} a shard");
+        }
+    }
+
+    #[test]
+    fn sized_shards_each_take_few_items() {
+        let items: Vec<String> = (0..1_000).map(|i| format!("player{i}")).collect();
+        let sizes = shard_sizes(&items, counter_shards_for(items.len() as u64));
+        assert_eq!(sizes.len() as u64, counter_shards_for(1_000));
+        // A hash spreads unevenly; the busiest shard still takes a small multiple of the mean.
+        assert!(sizes.iter().max().copied().unwrap_or(0) <= 3 * ITEMS_PER_SHARD, "{sizes:?}");
     }
 
     #[test]

@@ -164,13 +164,14 @@ impl<D: BatchDomain> BatchEngine<D> {
             return Err(EngineError::InvalidItem(bad.clone()));
         }
         let model_version = self.domain.model_version(trigger.game_date).await?;
+        let counter_shards = self.settings.counter_shards_for(items.len() as u64);
         let spec = NewBatch {
             trigger: trigger.clone(),
             trigger_message_id: message_id.to_string(),
             correlation_id: correlation_id.clone(),
             expected_count: items.len() as u64,
-            counter_shards: self.settings.counter_shards,
-            shard_sizes: shard_sizes(&items, self.settings.counter_shards),
+            counter_shards,
+            shard_sizes: shard_sizes(&items, counter_shards),
             tolerated_failed_fraction: self.settings.tolerated_failed_fraction,
             model_version,
             retention: self.settings.retention(),

@@ -4,14 +4,16 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::batch::documents::{MAX_COUNTER_SHARDS, counter_shards_for};
 use crate::config::ConfigError;
 
 #[derive(Debug, Clone, Args)]
 pub struct EngineSettings {
-    /// Counter shards per batch (1-64): completions of one batch spread their increments over this many
-    /// documents instead of funnelling every item through one.
-    #[arg(long, env = "PROPS_COUNTER_SHARDS", default_value_t = 8)]
-    pub counter_shards: u64,
+    /// Counter shards per batch (1-400): completions of one batch spread their increments over this many
+    /// documents instead of funnelling every item through one. Unset (the default), each batch gets
+    /// one shard per 10 items, at most 400 ([`crate::batch::documents::counter_shards_for`]).
+    #[arg(long, env = "PROPS_COUNTER_SHARDS")]
+    pub counter_shards: Option<u64>,
     /// How long a finalize claim is held before another instance may take it over (10-3600 s). Longer
     /// than the slowest consolidation.
     #[arg(long, env = "PROPS_FINALIZE_LEASE_SECS", default_value_t = 120)]
@@ -39,7 +41,7 @@ pub struct EngineSettings {
 impl Default for EngineSettings {
     fn default() -> Self {
         Self {
-            counter_shards: 8,
+            counter_shards: None,
             finalize_lease_secs: 120,
             tolerated_failed_fraction: 0.1,
             retention_days: 7,
@@ -55,7 +57,9 @@ impl EngineSettings {
         let range = |name, value, min, max| {
             if (min..=max).contains(&value) { Ok(()) } else { Err(ConfigError::OutOfRange { name, value, min, max }) }
         };
-        range("counter shards", self.counter_shards, 1, 64)?;
+        if let Some(shards) = self.counter_shards {
+            range("counter shards", shards, 1, MAX_COUNTER_SHARDS)?;
+        }
         range("finalize lease (seconds)", self.finalize_lease_secs, 1, 3600)?;
         range("retention (days)", self.retention_days, 1, 3650)?;
         range("maximum item redrives", self.max_item_redrives, 0, 100)?;
@@ -65,6 +69,11 @@ impl EngineSettings {
             }
         }
         Ok(())
+    }
+
+    /// The counter shards of a new batch of `items` items: the configured count, else sized from `items`.
+    pub fn counter_shards_for(&self, items: u64) -> u64 {
+        self.counter_shards.unwrap_or_else(|| counter_shards_for(items))
     }
 
     pub fn finalize_lease(&self) -> Duration {
@@ -81,5 +90,24 @@ impl EngineSettings {
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
             format!("{host}-{}-{:04x}", std::process::id(), rand::random::<u16>())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_are_sized_from_the_batch_unless_configured() {
+        let sized = EngineSettings::default();
+        assert_eq!(sized.counter_shards_for(1_000), counter_shards_for(1_000));
+        assert_eq!(sized.counter_shards_for(5), 1);
+        let fixed = EngineSettings { counter_shards: Some(8), ..Default::default() };
+        assert_eq!(fixed.counter_shards_for(1_000), 8);
+        assert_eq!(fixed.counter_shards_for(5), 8);
+        assert!(fixed.validate().is_ok());
+        assert!(EngineSettings { counter_shards: Some(0), ..Default::default() }.validate().is_err());
+        let too_many = EngineSettings { counter_shards: Some(MAX_COUNTER_SHARDS + 1), ..Default::default() };
+        assert!(too_many.validate().is_err());
     }
 }

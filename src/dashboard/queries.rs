@@ -349,7 +349,7 @@ pub async fn pointer(store: &BatchStore, date: &str, reads: &Reads) -> Result<Op
     Ok(pointer)
 }
 
-/// The last activity of a batch (reads its counter shards: at most 64).
+/// The last activity of a batch (reads its counter shards: at most 400).
 pub async fn last_activity(
     store: &BatchStore,
     header: &BatchHeader,

@@ -14,7 +14,8 @@
 mod gate;
 mod plan;
 mod proxy;
+mod tap;
 
 pub use gate::Gate;
 pub use plan::{BodyMatcher, Fault, FaultKind, Plan, Rule, splitmix64};
-pub use proxy::{Call, FaultProxy, Injected, Observer, ProxyBody, grpc_error};
+pub use proxy::{Answer, Call, FaultProxy, Injected, Observer, ProxyBody, grpc_error};

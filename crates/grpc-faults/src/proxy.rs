@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::gate::{Gate, Gated};
 use crate::plan::{Fault, FaultKind, Plan, Rule};
+use crate::tap::{AnswerTap, Tapped};
 
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
@@ -40,9 +41,33 @@ pub struct Call<'a> {
     pub fault: Option<FaultKind>,
 }
 
+/// A forwarded call's whole answer, once its last frame passed (not for client-streaming methods,
+/// whose answers never end while the call lives, nor for injected errors).
+#[derive(Debug)]
+pub struct Answer<'a> {
+    pub label: &'a str,
+    pub method: &'a str,
+    /// The whole gRPC-framed request (as in [`Call::request`]).
+    pub request: Option<&'a Bytes>,
+    /// The gRPC-framed answer messages (a server-streaming answer's every message); empty for an
+    /// error.
+    pub response: &'a Bytes,
+    /// Request received -> last frame of the answer.
+    pub elapsed: Duration,
+}
+
 /// Watches every gRPC call (the benchmark counts requests and written documents this way).
 pub trait Observer: Send + Sync + 'static {
     fn observe(&self, call: &Call<'_>);
+
+    /// Whether [`Observer::answered`] wants answers (they are buffered for it when so).
+    fn wants_answers(&self) -> bool {
+        false
+    }
+
+    /// Sees each answer whole, when [`Observer::wants_answers`] (the benchmark counts documents read
+    /// and bytes this way).
+    fn answered(&self, _answer: &Answer<'_>) {}
 }
 
 /// One injected fault, for the log a failing run is replayed from.
@@ -322,7 +347,28 @@ impl Connection {
             };
             observer.observe(&call);
         }
-        result.map(|response| response.map(|body| Gated::new(body, gate).boxed()))
+        let tap = match &self.shared.observer {
+            Some(observer)
+                if observer.wants_answers()
+                    && !streaming
+                    && fault.is_none_or(|f| matches!(f.kind, FaultKind::Latency | FaultKind::Outage)) =>
+            {
+                Some(AnswerTap {
+                    observer: Arc::clone(observer),
+                    label: Arc::clone(&self.label),
+                    method,
+                    request: whole,
+                    received,
+                })
+            }
+            _ => None,
+        };
+        result.map(|response| {
+            response.map(|body| match tap {
+                Some(tap) => Tapped::new(Gated::new(body, gate), tap).boxed(),
+                None => Gated::new(body, gate).boxed(),
+            })
+        })
     }
 
     async fn forward_grpc(
