@@ -143,32 +143,33 @@ pub fn new_header(
     }
 }
 
+/// A trigger's batch spec for unit tests: 4 items over 2 shards, 7 days of retention.
+#[cfg(test)]
+pub(crate) fn test_spec(mode: TriggerMode, correlation_id: &str, force: bool) -> NewBatch {
+    let metadata = if force { r#"{"force": true}"# } else { "{}" };
+    let mut trigger =
+        crate::messages::TriggerMessage::new("2024-04-22", mode, "why".into(), None, String::new()).unwrap();
+    trigger.metadata = serde_json::from_str(metadata).unwrap();
+    NewBatch {
+        trigger,
+        trigger_message_id: "m2".into(),
+        correlation_id: correlation_id.into(),
+        expected_count: 4,
+        counter_shards: 2,
+        shard_sizes: vec![2, 2],
+        tolerated_failed_fraction: 0.1,
+        model_version: Some("v1".into()),
+        retention: std::time::Duration::from_secs(7 * 24 * 3600),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::messages::TriggerMessage;
-
-    fn spec(mode: TriggerMode, correlation_id: &str, force: bool) -> NewBatch {
-        let metadata = if force { r#"{"force": true}"# } else { "{}" };
-        let mut trigger = TriggerMessage::new("2024-04-22", mode, "why".into(), None, String::new()).unwrap();
-        trigger.metadata = serde_json::from_str(metadata).unwrap();
-        NewBatch {
-            trigger,
-            trigger_message_id: "m2".into(),
-            correlation_id: correlation_id.into(),
-            expected_count: 4,
-            counter_shards: 2,
-            shard_sizes: vec![2, 2],
-            tolerated_failed_fraction: 0.1,
-            model_version: Some("v1".into()),
-            retention: Duration::from_secs(7 * 24 * 3600),
-        }
-    }
 
     fn existing(batch_id: &str, state: BatchState, correlation_id: &str) -> BatchHeader {
-        let mut header = new_header(&spec(TriggerMode::Start, correlation_id, false), batch_id, "2024-04-22", 1, now());
+        let mut header =
+            new_header(&test_spec(TriggerMode::Start, correlation_id, false), batch_id, "2024-04-22", 1, now());
         header.state = state;
         header
     }
@@ -188,7 +189,7 @@ mod tests {
 
     #[test]
     fn a_redelivered_trigger_resumes_its_batch_and_records_only_once() {
-        let s = spec(TriggerMode::Start, "c", false);
+        let s = test_spec(TriggerMode::Start, "c", false);
         let header = existing("b2", BatchState::Running, "c");
         let Some(BeginDecision::Resume { record: Some(record), .. }) =
             decide_known(&s, Some(header.clone()), None, now())
@@ -204,7 +205,8 @@ mod tests {
 
     #[test]
     fn the_first_trigger_of_a_date_starts_generation_one() {
-        let decision = decide_new(&spec(TriggerMode::Start, "c", false), "b1", GameDatePointer::default(), None, now());
+        let decision =
+            decide_new(&test_spec(TriggerMode::Start, "c", false), "b1", GameDatePointer::default(), None, now());
         let BeginDecision::Create { header, pointer, superseded, record } = decision else { panic!("a create") };
         assert_eq!((header.generation, header.state, header.expected_count), (1, BatchState::Publishing, 4));
         assert!(header.shards_count_down, "shard sizes add up to the items");
@@ -219,20 +221,20 @@ mod tests {
     fn a_start_while_a_batch_is_active_is_a_no_op_unless_forced() {
         let active = existing("b1", BatchState::Running, "other");
         let decision =
-            decide_new(&spec(TriggerMode::Start, "c", false), "b2", pointer("b1"), Some(active.clone()), now());
+            decide_new(&test_spec(TriggerMode::Start, "c", false), "b2", pointer("b1"), Some(active.clone()), now());
         let BeginDecision::NoOp { outcome: BeginOutcome::ActiveBatchExists(found), record } = decision else {
             panic!("a no-op");
         };
         assert_eq!((found.batch_id.as_str(), record.outcome), ("b1", AuditOutcome::NoOp));
         assert_eq!(record.detail.as_deref(), Some("batch b1 is RUNNING; set metadata.force to override"));
-        let forced = decide_new(&spec(TriggerMode::Start, "c", true), "b2", pointer("b1"), Some(active), now());
+        let forced = decide_new(&test_spec(TriggerMode::Start, "c", true), "b2", pointer("b1"), Some(active), now());
         assert!(matches!(forced, BeginDecision::Create { superseded: Some(_), .. }), "{forced:?}");
     }
 
     #[test]
     fn a_regeneration_supersedes_the_active_batch_and_keeps_the_published_generation() {
         let active = existing("b1", BatchState::Running, "other");
-        let s = spec(TriggerMode::RegenerateWithSupersede, "c", false);
+        let s = test_spec(TriggerMode::RegenerateWithSupersede, "c", false);
         let BeginDecision::Create { header, pointer, superseded, record } =
             decide_new(&s, "b2", pointer("b1"), Some(active), now())
         else {
@@ -253,7 +255,7 @@ mod tests {
     fn a_trigger_repeating_the_current_correlation_id_is_a_duplicate_even_when_final() {
         for state in [BatchState::Running, BatchState::Complete] {
             let current = existing("b1", state, "c");
-            let s = spec(TriggerMode::RegenerateWithSupersede, "c", true);
+            let s = test_spec(TriggerMode::RegenerateWithSupersede, "c", true);
             let decision = decide_new(&s, "b2", pointer("b1"), Some(current), now());
             assert!(
                 matches!(decision, BeginDecision::NoOp { outcome: BeginOutcome::Duplicate(_), .. }),
@@ -262,7 +264,7 @@ mod tests {
         }
         // A final batch with another correlation id: a new generation, nothing to supersede.
         let done = existing("b1", BatchState::Complete, "other");
-        let decision = decide_new(&spec(TriggerMode::Start, "c", false), "b2", pointer("b1"), Some(done), now());
+        let decision = decide_new(&test_spec(TriggerMode::Start, "c", false), "b2", pointer("b1"), Some(done), now());
         assert!(matches!(decision, BeginDecision::Create { superseded: None, .. }), "{decision:?}");
     }
 }

@@ -92,42 +92,18 @@ fn policy_reason(header: &BatchHeader, totals: Totals) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::begin::{new_header, test_spec};
     use crate::batch::state::FinalizeClaim;
+    use crate::messages::TriggerMode;
 
     fn finalizing(batch_id: &str, generation: u64, owner: &str) -> BatchHeader {
         let now = FirestoreInstant::now();
-        BatchHeader {
-            batch_id: batch_id.into(),
-            game_date: "2024-04-22".into(),
-            generation,
-            mode: "start".into(),
-            reason: String::new(),
-            metadata_json: "{}".into(),
-            correlation_id: "c".into(),
-            trigger_message_id: "m".into(),
-            state: BatchState::Finalizing,
-            expected_count: 10,
-            counter_shards: 1,
-            tolerated_failed_fraction: 0.1,
-            model_version: None,
-            created_at: now,
-            sealed_at: Some(now),
-            finalize_claim: Some(FinalizeClaim { owner: owner.into(), lease_expires_at: now }),
-            finalized_at: None,
-            done_count: None,
-            failed_count: None,
-            skipped_count: None,
-            predictions_count: None,
-            coverage: None,
-            failure_reason: None,
-            superseded_by: None,
-            ready_message_id: None,
-            redrive_count: 0,
-            last_redrive_at: None,
-            header_writes: 2,
-            shards_count_down: true,
-            expire_at: now,
-        }
+        let spec = test_spec(TriggerMode::Start, "c", false);
+        let mut header = new_header(&spec, batch_id, "2024-04-22", generation, now);
+        header.expected_count = 10;
+        header.state = BatchState::Finalizing;
+        header.finalize_claim = Some(FinalizeClaim { owner: owner.into(), lease_expires_at: now });
+        header
     }
 
     fn pointer(current: &str, published: Option<(&str, u64)>) -> GameDatePointer {
