@@ -5,8 +5,8 @@
 mod common;
 
 use common::TestEnv;
+use common::nba::publish_batch;
 use futures::StreamExt;
-use props_pipeline::batch::documents::{GAME_DATES, GameDatePointer};
 use props_pipeline::batch::store::BatchStore;
 use props_pipeline::messages::ReadyMessage;
 use props_pipeline::nba::export::{ExportFile, ExportOutcome, Exporter};
@@ -44,20 +44,7 @@ async fn a_batch_larger_than_a_page_is_exported_once_per_player_in_player_order(
             }
         })
         .await;
-    let pointer = GameDatePointer {
-        current_generation: 1,
-        current_batch_id: "b1".into(),
-        published_batch_id: Some("b1".into()),
-        published_generation: Some(1),
-    };
-    db.fluent()
-        .update()
-        .in_col(GAME_DATES)
-        .document_id(DATE)
-        .object(&pointer)
-        .execute::<GameDatePointer>()
-        .await
-        .expect("publish the batch");
+    publish_batch(&db, DATE, "b1", 1).await;
 
     let dir = std::env::temp_dir().join(format!("props-export-pages-{}", rand::random::<u32>()));
     let exporter = Exporter::new(db.clone(), dir.clone());

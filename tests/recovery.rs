@@ -11,11 +11,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use common::harness::{DATE, Harness, NoExporter, completion, date, items, trigger};
+use common::nba::publish_batch;
 use common::test_domain::{Staged, TestWorker, consolidation_calls};
 use common::{TestEnv, fast_retry_policy, wait_for};
 use firestore::{FirestoreDb, FirestoreInstant};
 use props_pipeline::batch::dead_letters::DeadLetterRecord;
-use props_pipeline::batch::documents::{GAME_DATES, GameDatePointer, ItemStatus, batch_id_for};
+use props_pipeline::batch::documents::{ItemStatus, batch_id_for};
 use props_pipeline::batch::domain::{ItemHandler, ItemOutcome};
 use props_pipeline::batch::engine::FinalizeReport;
 use props_pipeline::batch::redrive::ItemRedriveReport;
@@ -198,20 +199,7 @@ async fn put_predictions(db: &FirestoreDb, batch_id: &str, generation: u64) {
         .unwrap();
         store.stage_result(batch_id, player, &prediction).await.unwrap();
     }
-    let pointer = GameDatePointer {
-        current_generation: generation,
-        current_batch_id: batch_id.into(),
-        published_batch_id: Some(batch_id.into()),
-        published_generation: Some(generation),
-    };
-    db.fluent()
-        .update()
-        .in_col(GAME_DATES)
-        .document_id(DATE)
-        .object(&pointer)
-        .execute::<GameDatePointer>()
-        .await
-        .unwrap();
+    publish_batch(db, DATE, batch_id, generation).await;
 }
 
 fn ready(batch_id: &str, generation: u64) -> ReadyMessage {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use props_pipeline::batch::documents::BatchHeader;
+use props_pipeline::batch::documents::{BatchHeader, GAME_DATES, GameDatePointer};
 use props_pipeline::batch::domain::ItemHandler;
 use props_pipeline::batch::engine::BatchEngine;
 use props_pipeline::batch::settings::EngineSettings;
@@ -116,4 +116,23 @@ impl NbaEnv {
         }
         std::fs::remove_dir_all(&self.export_dir).ok();
     }
+}
+
+/// Points `date` at `batch_id` as the engine's finish does: its results become the date's current
+/// predictions (for exporter tests that stage results without running a batch).
+pub async fn publish_batch(db: &firestore::FirestoreDb, date: &str, batch_id: &str, generation: u64) {
+    let pointer = GameDatePointer {
+        current_generation: generation,
+        current_batch_id: batch_id.into(),
+        published_batch_id: Some(batch_id.into()),
+        published_generation: Some(generation),
+    };
+    db.fluent()
+        .update()
+        .in_col(GAME_DATES)
+        .document_id(date)
+        .object(&pointer)
+        .execute::<GameDatePointer>()
+        .await
+        .expect("publish the batch");
 }
