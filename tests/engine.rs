@@ -117,7 +117,11 @@ async fn twin_completions_of_one_item_record_once_and_the_loser_sees_a_duplicate
     harness.stop().await;
     assert_eq!((totals.done, totals.failed, totals.predictions), (20, 0, 20), "each item counted once");
     assert!(header.shards_count_down, "a batch begun with its items counts its shards down");
-    assert!(shards.iter().all(|s| s.remaining == 0), "every shard counted down to zero once: {shards:?}");
+    assert!(
+        shards.iter().all(|s| s.recorded == s.done + s.failed + s.skipped),
+        "every shard counted each of its items once: {shards:?}"
+    );
+    assert_eq!(shards.iter().map(|s| s.recorded).sum::<u64>(), 20, "{shards:?}");
 }
 
 /// A [`TestWorker`] whose twin deliveries both read the pending marker before either records: each
@@ -176,7 +180,11 @@ async fn twin_request_deliveries_record_once_and_the_loser_sees_a_duplicate() {
     harness.stop().await;
     assert_eq!(staged.len(), 20, "one result per item, written with its marker");
     assert_eq!((totals.done, totals.failed, totals.predictions), (20, 0, 20), "each item counted once");
-    assert!(shards.iter().all(|s| s.remaining == 0), "every shard counted down to zero once: {shards:?}");
+    assert!(
+        shards.iter().all(|s| s.recorded == s.done + s.failed + s.skipped),
+        "every shard counted each of its items once: {shards:?}"
+    );
+    assert_eq!(shards.iter().map(|s| s.recorded).sum::<u64>(), 20, "{shards:?}");
 }
 
 /// Workers record every item; each announcement then arrives three times, shuffled. Only the
@@ -257,7 +265,7 @@ async fn trigger_redelivered_after_a_crash_mid_fan_out_resumes_the_same_batch() 
         correlation_id: "c1".into(),
         expected_count: 40,
         counter_shards: 8,
-        shard_sizes: Vec::new(),
+        shards_count_down: false,
         tolerated_failed_fraction: 0.1,
         model_version: None,
         retention: Duration::from_secs(3600),
@@ -267,7 +275,11 @@ async fn trigger_redelivered_after_a_crash_mid_fan_out_resumes_the_same_batch() 
     else {
         panic!("created");
     };
-    harness.store.write_item_markers(&header.batch_id, &items(40)[..25], header.counter_shards).await.unwrap();
+    harness
+        .store
+        .write_item_markers(&header.batch_id, &items(40)[..25], header.counter_shards, header.shards_count_down)
+        .await
+        .unwrap();
     engine.publish_requests(&header, "c1", &items(40)[..20]).await.unwrap();
     harness.run_worker(&[]);
     harness.run_coordinator(&engine);
@@ -394,4 +406,44 @@ async fn an_empty_slate_completes_at_once() {
     let ready = harness.ready_events(Duration::from_secs(5)).await;
     assert_eq!(ready.len(), 1);
     assert_eq!(ready[0].predictions_count, 0);
+}
+
+/// Begin writes no counter shard; the items' markers name their shard (blocks of `ceil(25 / 3)` = 9
+/// in list order)
+/// and its size, the first recorded item of a shard creates it with every counter, the item that
+/// empties it says so, and the batch's last activity is read from the shard counted on last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shards_are_blocks_created_by_their_first_item_and_the_newest_one_is_the_last_activity() {
+    let harness = Harness::new("engine-blocks").await;
+    let engine = harness.engine(EngineSettings::default());
+    let header = harness.start_batch(&engine, 25).await;
+    let batch_id = header.batch_id.clone();
+    assert_eq!((header.counter_shards, header.shards_count_down), (3, true));
+    assert!(harness.store.shards(&batch_id).await.unwrap().is_empty(), "begin wrote no shard");
+    let mut markers = Vec::new();
+    for item in items(25) {
+        let marker = harness.store.item(&batch_id, &item).await.unwrap().expect("a pending marker");
+        markers.push((marker.shard, marker.shard_size));
+    }
+    let expected: Vec<_> = (0..25u64).map(|i| (Some(i / 9), Some(if i < 18 { 9 } else { 7 }))).collect();
+    assert_eq!(markers, expected, "blocks of nine in the sorted list, each marker with its shard's size");
+
+    let mut left = Vec::new();
+    for item in &items(25)[18..] {
+        match harness.store.record_completion(&completion(&header, item), header.counter_shards).await.unwrap() {
+            CompletionRecord::Recorded { shard_remaining } => left.push(shard_remaining),
+            other => panic!("{item}: {other:?}"),
+        }
+    }
+    let counted_down: Vec<_> = (0..7).rev().map(Some).collect();
+    assert_eq!(left, counted_down, "the last of the shard's seven empties it");
+    let shards = harness.store.shards(&batch_id).await.unwrap();
+    let activity = harness.store.last_activity(&header).await.unwrap();
+    harness.stop().await;
+    assert_eq!(shards.len(), 1, "only the shard counted on exists: {shards:?}");
+    let shard = shards[0];
+    assert_eq!((shard.recorded, shard.done, shard.failed, shard.skipped, shard.predictions), (7, 7, 0, 0, 7));
+    let touched = shard.touched_at.expect("the commit stamps the shard");
+    assert!(activity >= touched, "last activity {activity:?} is the newest shard's ({touched:?})");
+    assert!(header.sealed_at.is_some_and(|sealed| activity > sealed), "later than the seal");
 }

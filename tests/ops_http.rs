@@ -56,7 +56,10 @@ async fn handled_messages_move_the_metrics_and_log_their_batch_fields() {
 
     // No slate is loaded, so the worker records the item failed, announces it and acks the request.
     let store = props_pipeline::batch::store::BatchStore::new(env.firestore().await);
-    store.write_item_markers("2024-04-22-mops", &["nobody".to_string()], 1).await.expect("write the item's marker");
+    store
+        .write_item_markers("2024-04-22-mops", &["nobody".to_string()], 1, false)
+        .await
+        .expect("write the item's marker");
     let request = r#"{"batch_id":"2024-04-22-mops","generation":3,"game_date":"2024-04-22",
         "player_lookup":"nobody","correlation_id":"corr-ops"}"#;
     let channel = env.topology.channel(ChannelKind::Request).clone();

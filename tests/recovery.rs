@@ -51,7 +51,7 @@ async fn a_publishing_batch_whose_trigger_is_gone_is_completed_by_the_sweeper() 
         correlation_id: "c-gone".into(),
         expected_count: 12,
         counter_shards: 2,
-        shard_sizes: Vec::new(),
+        shards_count_down: false,
         tolerated_failed_fraction: 0.1,
         model_version: None,
         retention: Duration::from_secs(3600),
@@ -59,7 +59,11 @@ async fn a_publishing_batch_whose_trigger_is_gone_is_completed_by_the_sweeper() 
     let BeginOutcome::Created { header, .. } = harness.store.begin_batch(&spec).await.unwrap() else {
         panic!("a fresh batch");
     };
-    harness.store.write_item_markers(&header.batch_id, &items(12)[..6], header.counter_shards).await.unwrap();
+    harness
+        .store
+        .write_item_markers(&header.batch_id, &items(12)[..6], header.counter_shards, header.shards_count_down)
+        .await
+        .unwrap();
     harness.run_coordinator(&engine);
     harness.run_worker(&[]);
     harness.run_sweeper(&engine, fast_sweeps());

@@ -224,7 +224,7 @@ async fn a_sweep_reannounces_alerts_on_a_stuck_batch_and_deletes_expired_ones() 
         correlation_id: "c2".into(),
         expected_count: 3,
         counter_shards: 2,
-        shard_sizes: Vec::new(),
+        shards_count_down: false,
         tolerated_failed_fraction: 0.1,
         model_version: None,
         retention: Duration::from_secs(3600),

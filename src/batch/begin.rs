@@ -24,7 +24,7 @@ pub enum BeginDecision {
     AlreadyDecided(AuditRecord),
     /// Nothing starts: write `record` (a no-op) and answer `outcome`.
     NoOp { outcome: BeginOutcome, record: AuditRecord },
-    /// Create `header` (and its counter shards), move the date's pointer to it, mark `superseded`
+    /// Create `header`, move the date's pointer to it, mark `superseded`
     /// (the older batch, already changed) and write `record`.
     Create { header: BatchHeader, pointer: GameDatePointer, superseded: Option<BatchHeader>, record: AuditRecord },
 }
@@ -137,8 +137,7 @@ pub fn new_header(
         redrive_count: 0,
         last_redrive_at: None,
         header_writes: 1,
-        shards_count_down: spec.shard_sizes.len() as u64 == spec.counter_shards.max(1)
-            && spec.shard_sizes.iter().sum::<u64>() == spec.expected_count,
+        shards_count_down: spec.shards_count_down,
         expire_at: now.saturating_add(retention).unwrap_or(now),
     }
 }
@@ -156,7 +155,7 @@ pub(crate) fn test_spec(mode: TriggerMode, correlation_id: &str, force: bool) ->
         correlation_id: correlation_id.into(),
         expected_count: 4,
         counter_shards: 2,
-        shard_sizes: vec![2, 2],
+        shards_count_down: true,
         tolerated_failed_fraction: 0.1,
         model_version: Some("v1".into()),
         retention: std::time::Duration::from_secs(7 * 24 * 3600),
@@ -209,7 +208,7 @@ mod tests {
             decide_new(&test_spec(TriggerMode::Start, "c", false), "b1", GameDatePointer::default(), None, now());
         let BeginDecision::Create { header, pointer, superseded, record } = decision else { panic!("a create") };
         assert_eq!((header.generation, header.state, header.expected_count), (1, BatchState::Publishing, 4));
-        assert!(header.shards_count_down, "shard sizes add up to the items");
+        assert!(header.shards_count_down, "the spec counts down");
         assert_eq!(
             (pointer.current_batch_id.as_str(), pointer.current_generation, pointer.published_batch_id),
             ("b1", 1, None)

@@ -19,6 +19,8 @@ pub const BATCHES: &str = "batches";
 pub const ITEMS: &str = "items";
 pub const COUNTERS: &str = "counters";
 pub const RESULTS: &str = "results";
+/// The counter-shard field of the last recording commit's time ([`CounterShard::touched_at`]).
+pub const TOUCHED_AT: &str = "touched_at";
 pub const DEAD_LETTERS: &str = "dead_letters";
 
 /// `game_dates/{date}`: which batch is the date's newest generation (the fence: only it may finish
@@ -141,6 +143,13 @@ pub struct ItemMarker {
     /// Absent in markers written before it existed: the recorder then reads the header's shard count.
     #[serde(default)]
     pub shard: Option<u64>,
+    /// How many items its shard counts ([`shard_size`]), written with the pending marker in batches
+    /// that count their shards down: the recording commit increments the shard's `recorded` and
+    /// returns its new value, so `shard_size - recorded` is what the shard has to go, with no shard
+    /// document created beforehand. Absent in markers written before it existed: the commit then
+    /// counts the shard's `remaining` down from the size begin wrote.
+    #[serde(default)]
+    pub shard_size: Option<u64>,
 }
 
 impl ItemMarker {
@@ -153,62 +162,88 @@ impl ItemMarker {
             redrives: 0,
             redriven_by: None,
             shard: None,
+            shard_size: None,
         }
     }
 
-    /// A pending marker that names its counter shard.
-    pub fn pending_in(shard: u64) -> Self {
-        Self { shard: Some(shard), ..Self::pending() }
+    /// A pending marker that names its counter shard and, when the batch counts its shards down, the
+    /// shard's size.
+    pub fn pending_in(shard: u64, shard_size: Option<u64>) -> Self {
+        Self { shard: Some(shard), shard_size, ..Self::pending() }
     }
 }
 
-/// `batches/{batch_id}/counters/{shard}`: only ever changed by increments.
+/// `batches/{batch_id}/counters/{shard}`: only ever changed by increments, and created by the first
+/// (begin writes no shard).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CounterShard {
+    // Every field defaults: the first increment creates the document with only the fields it touches.
+    #[serde(default)]
     pub done: u64,
+    #[serde(default)]
     pub failed: u64,
-    /// Absent in shards written before the skipped outcome existed.
     #[serde(default)]
     pub skipped: u64,
+    #[serde(default)]
     pub predictions: u64,
-    /// Items of this shard not yet terminal: set to the shard's size at begin and counted down by each
-    /// recorded completion, whose commit returns the value after its decrement. Only the completion
+    /// Items of this shard recorded terminal: each recording commit increments it and returns the value
+    /// after, and its marker's `shard_size` minus that is what the shard has to go. Only the completion
     /// that brings its shard to zero checks whether the whole batch is done (see
-    /// [`BatchHeader::shards_count_down`]). Absent (0) in shards written before it existed.
+    /// [`BatchHeader::shards_count_down`] and `state::ShardCountdown`).
+    #[serde(default)]
+    pub recorded: u64,
+    /// When a recording commit last counted on this shard (the server's time): the sweeper and the
+    /// dashboard find a batch's last activity from the newest shard alone. Absent in older shards.
+    #[serde(default, with = "firestore::serialize_as_optional_timestamp")]
+    pub touched_at: Option<FirestoreInstant>,
+    /// The older countdown, for markers without `shard_size`: begin set it to the shard's size and
+    /// each recorded completion decremented it. Absent (0) in shards written since.
     #[serde(default)]
     pub remaining: i64,
 }
 
-/// The shard an item's completion is counted in: a stable FNV-1a hash, so a redelivered completion
-/// lands on the same shard on any replica.
+/// The shard of an item whose marker does not name one (written before markers did): a stable
+/// FNV-1a hash of its id, as fan-outs then assigned it.
 pub fn counter_shard_of(item: &str, shards: u64) -> u64 {
     fnv1a64(item.as_bytes()) % shards.max(1)
 }
 
-/// Items per counter shard when a batch's shard count is sized from its item count: a shard then
-/// takes about this many increments over the batch's whole life, so no shard can take more than about
-/// ten writes in any 10 s window, however fast the batch runs (Google's guidance for real Firestore is
-/// about one sustained write per second per document).
-pub const ITEMS_PER_SHARD: u64 = 10;
-
-/// The most counter shards a batch gets. Begin creates every shard in its transaction (with the
-/// header, the pointer and the audit record, under Firestore's long-standing 500 writes per commit),
-/// and the sweeper reads them all to find an idle batch's last activity.
-pub const MAX_COUNTER_SHARDS: u64 = 400;
-
-/// Counter shards for a batch of `items` items: `ceil(items / ITEMS_PER_SHARD)`, at least 1 and at
-/// most [`MAX_COUNTER_SHARDS`] (from 4,000 items on a shard takes more than `ITEMS_PER_SHARD`).
-pub fn counter_shards_for(items: u64) -> u64 {
-    items.div_ceil(ITEMS_PER_SHARD).clamp(1, MAX_COUNTER_SHARDS)
+/// The counter shard of the item at `position` in a batch's list of `items` (sorted, see
+/// `BatchEngine::listed_items`): consecutive blocks of `ceil(items / shards)` items share a shard.
+/// Blocks, not a hash or a round-robin: every shard counts exactly its block (at most
+/// [`ITEMS_PER_SHARD`] when sized by [`counter_shards_for`]), and requests are published in list order,
+/// so shards empty one after another through the batch. A completion that empties its shard checks
+/// whether the batch is whole; spread like this, about one check per block runs while the batch
+/// runs, instead of one per shard piling up on its last items (a hash or round-robin empties
+/// nearly every shard in the batch's last seconds, and those checks then delay its finalize).
+pub fn shard_of_position(position: u64, items: u64, shards: u64) -> u64 {
+    let block = items.div_ceil(shards.max(1)).max(1);
+    (position / block).min(shards.max(1) - 1)
 }
 
-/// How many of `items` each of `shards` counter shards counts (see [`counter_shard_of`]).
-pub fn shard_sizes(items: &[String], shards: u64) -> Vec<u64> {
-    let mut sizes = vec![0; shards.max(1) as usize];
-    for item in items {
-        sizes[counter_shard_of(item, shards) as usize] += 1;
-    }
-    sizes
+/// How many items of a batch of `items` the counter shard `shard` counts (see [`shard_of_position`]).
+pub fn shard_size(shard: u64, items: u64, shards: u64) -> u64 {
+    let block = items.div_ceil(shards.max(1)).max(1);
+    let start = shard.saturating_mul(block).min(items);
+    let end = if shard + 1 >= shards.max(1) { items } else { (shard + 1).saturating_mul(block).min(items) };
+    end - start
+}
+
+/// Items per counter shard when a batch's shard count is sized from its item count: a shard then
+/// takes at most this many increments over the batch's whole life (its document is created by the
+/// first of them), so no shard takes more than ten writes in any 10 s window, however fast the batch
+/// runs (Google's guidance for real Firestore is about one sustained write per second per document).
+pub const ITEMS_PER_SHARD: u64 = 10;
+
+/// The most counter shards a batch gets (a batch of more than 10,000 items puts more than
+/// [`ITEMS_PER_SHARD`] on a shard): the sweeper reads an idle batch's shards to find its last
+/// activity, and the wholeness check sums them (one aggregation, billed a read per 1,000 entries).
+pub const MAX_COUNTER_SHARDS: u64 = 1_000;
+
+/// Counter shards for a batch of `items` items: `ceil(items / ITEMS_PER_SHARD)`, at least 1 and at
+/// most [`MAX_COUNTER_SHARDS`].
+pub fn counter_shards_for(items: u64) -> u64 {
+    items.div_ceil(ITEMS_PER_SHARD).clamp(1, MAX_COUNTER_SHARDS)
 }
 
 /// FNV-1a 64: stable across processes and releases (unlike `std`'s hasher), cheap, not cryptographic.
@@ -239,15 +274,25 @@ mod tests {
         assert_eq!(counter_shard_of("x", 0), 0, "zero shards is treated as one");
     }
 
+    /// The sizes [`shard_size`] gives, checked against counting [`shard_of_position`] item by item.
+    fn counted_sizes(items: u64, shards: u64) -> Vec<u64> {
+        let mut sizes = vec![0; shards.max(1) as usize];
+        for position in 0..items {
+            sizes[shard_of_position(position, items, shards) as usize] += 1;
+        }
+        sizes
+    }
+
     #[test]
-    fn shard_sizes_add_up_to_the_items_each_counted_where_its_completion_lands() {
-        let items: Vec<String> = (0..100).map(|i| format!("player{i}")).collect();
-        let sizes = shard_sizes(&items, 8);
-        assert_eq!(sizes.len(), 8);
-        assert_eq!(sizes.iter().sum::<u64>(), 100);
-        let first_shard = items.iter().filter(|i| counter_shard_of(i, 8) == 0).count() as u64;
-        assert_eq!(sizes[0], first_shard);
-        assert_eq!(shard_sizes(&[], 0), vec![0], "zero shards is treated as one");
+    fn every_shard_counts_exactly_its_block_of_positions() {
+        for (items, shards) in [(100, 8), (100, 10), (95, 10), (11, 2), (1_000, 100), (5_000, 500), (7, 8), (0, 1)] {
+            let sizes: Vec<u64> = (0..shards).map(|shard| shard_size(shard, items, shards)).collect();
+            assert_eq!(sizes, counted_sizes(items, shards), "{items} items over {shards} shards");
+            assert_eq!(sizes.iter().sum::<u64>(), items);
+        }
+        assert_eq!((0..10).map(|p| shard_of_position(p, 10, 4)).collect::<Vec<_>>(), [0, 0, 0, 1, 1, 1, 2, 2, 2, 3]);
+        assert_eq!(shard_of_position(3, 5, 0), 0, "zero shards is treated as one");
+        assert_eq!(shard_size(0, 5, 0), 5);
     }
 
     #[test]
@@ -267,12 +312,12 @@ mod tests {
     }
 
     #[test]
-    fn sized_shards_each_take_few_items() {
-        let items: Vec<String> = (0..1_000).map(|i| format!("player{i}")).collect();
-        let sizes = shard_sizes(&items, counter_shards_for(items.len() as u64));
-        assert_eq!(sizes.len() as u64, counter_shards_for(1_000));
-        // A hash spreads unevenly; the busiest shard still takes a small multiple of the mean.
-        assert!(sizes.iter().max().copied().unwrap_or(0) <= 3 * ITEMS_PER_SHARD, "{sizes:?}");
+    fn sized_shards_never_take_more_than_items_per_shard() {
+        for items in [1u64, 9, 10, 11, 99, 1_000, 4_001, 5_000, 9_999, 10_000] {
+            let shards = counter_shards_for(items);
+            let largest = (0..shards).map(|shard| shard_size(shard, items, shards)).max().unwrap_or(0);
+            assert!(largest <= ITEMS_PER_SHARD, "{items} items: largest shard {largest}");
+        }
     }
 
     #[test]

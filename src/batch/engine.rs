@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 use super::audit::AuditOutcome;
 use super::claims::ClaimRegistry;
-use super::documents::{BatchHeader, ItemStatus, shard_sizes};
+use super::documents::{BatchHeader, ItemStatus};
 use super::domain::{BatchDomain, DomainError};
 use super::settings::EngineSettings;
 use super::state::{BatchState, CompletionAction, completion_action};
@@ -19,7 +19,7 @@ use crate::config::TopicNames;
 use crate::gcp::GcpError;
 use crate::gcp::errors::Retryability;
 use crate::gcp::pubsub::PubSub;
-use crate::messages::{CompletionMessage, RequestMessage, TriggerMessage, validate_document_id};
+use crate::messages::{CompletionMessage, GameDate, RequestMessage, TriggerMessage, validate_document_id};
 
 /// Stable marker in the log line of a batch that ended FAILED, for log-based alerts.
 pub const ALERT_BATCH_FAILED: &str = "ALERT_BATCH_FAILED";
@@ -143,10 +143,6 @@ impl<D: BatchDomain> BatchEngine<D> {
         &self.instance_id
     }
 
-    pub(crate) fn domain(&self) -> &D {
-        &self.domain
-    }
-
     pub fn claims(&self) -> &ClaimRegistry {
         &self.claims
     }
@@ -159,10 +155,7 @@ impl<D: BatchDomain> BatchEngine<D> {
     pub async fn start(&self, trigger: &TriggerMessage, message_id: &str) -> Result<TriggerReport, EngineError> {
         let correlation_id =
             if trigger.correlation_id.is_empty() { message_id.to_string() } else { trigger.correlation_id.clone() };
-        let items = self.domain.list_items(trigger.game_date).await?;
-        if let Some(bad) = items.iter().find(|item| validate_document_id("item", item).is_err()) {
-            return Err(EngineError::InvalidItem(bad.clone()));
-        }
+        let items = self.listed_items(trigger.game_date).await?;
         let model_version = self.domain.model_version(trigger.game_date).await?;
         let counter_shards = self.settings.counter_shards_for(items.len() as u64);
         let spec = NewBatch {
@@ -171,7 +164,7 @@ impl<D: BatchDomain> BatchEngine<D> {
             correlation_id: correlation_id.clone(),
             expected_count: items.len() as u64,
             counter_shards,
-            shard_sizes: shard_sizes(&items, counter_shards),
+            shards_count_down: true,
             tolerated_failed_fraction: self.settings.tolerated_failed_fraction,
             model_version,
             retention: self.settings.retention(),
@@ -207,6 +200,21 @@ impl<D: BatchDomain> BatchEngine<D> {
             correlation_id
         );
         self.carry_on(header, items, created, superseded).instrument(span).await
+    }
+
+    /// The domain's items for a date, validated as document ids, in one order: sorted, without
+    /// repeats. Each item's counter shard is its position in this list (see
+    /// [`super::documents::shard_of_position`]), so the trigger, its redelivery and the sweeper resuming
+    /// the fan-out must all see the same list in the same order, and a repeated item would be counted
+    /// twice in `expected_count` but could only ever complete once.
+    pub(crate) async fn listed_items(&self, game_date: GameDate) -> Result<Vec<String>, EngineError> {
+        let mut items = self.domain.list_items(game_date).await?;
+        if let Some(bad) = items.iter().find(|item| validate_document_id("item", item).is_err()) {
+            return Err(EngineError::InvalidItem(bad.clone()));
+        }
+        items.sort_unstable();
+        items.dedup();
+        Ok(items)
     }
 
     /// The rest of a trigger once its batch exists: fan out unless sealed before, then try to finalize
@@ -258,7 +266,9 @@ impl<D: BatchDomain> BatchEngine<D> {
             }
             .into());
         }
-        self.store.write_item_markers(&header.batch_id, &items, header.counter_shards).await?;
+        self.store
+            .write_item_markers(&header.batch_id, &items, header.counter_shards, header.shards_count_down)
+            .await?;
         // A resumed batch republishes only what is still pending; completed items are not redone.
         let to_publish = if fresh { items } else { self.store.items_in(&header.batch_id, ItemStatus::Pending).await? };
         self.publish_requests(header, &header.correlation_id, &to_publish).await?;

@@ -79,7 +79,7 @@ impl<D: BatchDomain> BatchEngine<D> {
     /// coordinator doing them at the same time only duplicates requests, which workers absorb.
     async fn resume_publishing(&self, header: &BatchHeader) -> Result<usize, EngineError> {
         let game_date = header.game_date.parse().map_err(|_| EngineError::InvalidItem(header.game_date.clone()))?;
-        let items = self.domain().list_items(game_date).await?;
+        let items = self.listed_items(game_date).await?;
         let (sealed, published) = self.fan_out(header, items, false).await?;
         metrics::counter!(REDRIVES_TOTAL).increment(1);
         tracing::warn!(

@@ -9,9 +9,9 @@ use crate::config::ConfigError;
 
 #[derive(Debug, Clone, Args)]
 pub struct EngineSettings {
-    /// Counter shards per batch (1-400): completions of one batch spread their increments over this many
+    /// Counter shards per batch (1-1,000): completions of one batch spread their increments over this many
     /// documents instead of funnelling every item through one. Unset (the default), each batch gets
-    /// one shard per 10 items, at most 400 ([`crate::batch::documents::counter_shards_for`]).
+    /// one shard per 10 items, at most 1,000 ([`crate::batch::documents::counter_shards_for`]).
     #[arg(long, env = "PROPS_COUNTER_SHARDS")]
     pub counter_shards: Option<u64>,
     /// How long a finalize claim is held before another instance may take it over (10-3600 s). Longer

@@ -167,8 +167,45 @@ pub fn record_item(marker: &ItemMarker, completion: &CompletionMessage) -> Optio
         redrives: marker.redrives,
         redriven_by: marker.redriven_by.clone(),
         shard: marker.shard,
+        shard_size: marker.shard_size,
     };
     Some((terminal, counter))
+}
+
+/// How a recording commit counts its item down on the item's counter shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardCountdown {
+    /// The marker knows its shard's size: increment `recorded`; the shard has `size - recorded` to go.
+    /// The shard document need not exist beforehand (an increment creates it).
+    Recorded { size: u64 },
+    /// A marker from before markers carried their shard's size: decrement `remaining`, which begin
+    /// set to the shard's size (or left at 0 in batches that do not count down: then negative).
+    Remaining,
+}
+
+impl ShardCountdown {
+    pub fn of(marker: &ItemMarker) -> Self {
+        match marker.shard_size {
+            Some(size) => Self::Recorded { size },
+            None => Self::Remaining,
+        }
+    }
+
+    /// The shard field the commit increments, and by how much.
+    pub fn increment(self) -> (&'static str, i64) {
+        match self {
+            Self::Recorded { .. } => ("recorded", 1),
+            Self::Remaining => ("remaining", -1),
+        }
+    }
+
+    /// The shard's items to go, from the incremented field's value after the commit.
+    pub fn remaining_after(self, value: i64) -> i64 {
+        match self {
+            Self::Recorded { size } => i64::try_from(size).unwrap_or(i64::MAX).saturating_sub(value),
+            Self::Remaining => value,
+        }
+    }
 }
 
 /// What a worker announces for an item it found terminal before doing any work (a redelivered
@@ -285,7 +322,7 @@ mod tests {
 
     #[test]
     fn an_item_found_terminal_is_announced_as_recorded_with_an_unknown_shard_count() {
-        let mut marker = ItemMarker::pending_in(3);
+        let mut marker = ItemMarker::pending_in(3, None);
         assert_eq!(reannouncement(&marker, &request()), None, "pending: the worker works");
         marker.status = ItemStatus::Done;
         marker.predictions_count = 6;
@@ -305,12 +342,13 @@ mod tests {
 
     #[test]
     fn a_completion_makes_a_pending_item_terminal_once_and_keeps_its_redrives() {
-        let mut pending = ItemMarker::pending_in(5);
+        let mut pending = ItemMarker::pending_in(5, Some(10));
         pending.redrives = 2;
         pending.redriven_by = Some("dl-1".into());
         let (done, counter) = record_item(&pending, &completion(CompletionStatus::Ok, 6, None)).unwrap();
         assert_eq!((done.status, counter, done.attempts, done.predictions_count), (ItemStatus::Done, "done", 1, 6));
         assert_eq!((done.redrives, done.redriven_by.as_deref(), done.shard), (2, Some("dl-1"), Some(5)));
+        assert_eq!(done.shard_size, Some(10), "the terminal marker keeps its shard's size");
         let (failed, counter) = record_item(&pending, &completion(CompletionStatus::Failed, 0, Some("bad"))).unwrap();
         assert_eq!((failed.status, counter, failed.error.as_deref()), (ItemStatus::Failed, "failed", Some("bad")));
         let (skipped, counter) = record_item(&pending, &completion(CompletionStatus::Skipped, 0, Some("new"))).unwrap();
@@ -443,5 +481,20 @@ mod tests {
         assert_eq!(outcome(4, 12, 52, 0.1), Complete, "4 of the 40 attempted");
         assert_eq!(outcome(5, 12, 52, 0.1), Failed, "5 of the 40 attempted is over 10%, though 5 of 52 is not");
         assert!(coverage(45, 52) < 1.0, "skipped items lower coverage");
+    }
+
+    #[test]
+    fn a_sized_marker_counts_up_to_its_shard_size_and_an_older_one_counts_remaining_down() {
+        let sized = ShardCountdown::of(&ItemMarker::pending_in(2, Some(10)));
+        assert_eq!(sized, ShardCountdown::Recorded { size: 10 });
+        assert_eq!(sized.increment(), ("recorded", 1));
+        assert_eq!(sized.remaining_after(1), 9, "the shard's first recorded item");
+        assert_eq!(sized.remaining_after(10), 0, "the one that empties the shard");
+        assert_eq!(sized.remaining_after(11), -1, "never wraps");
+        let older = ShardCountdown::of(&ItemMarker::pending_in(2, None));
+        assert_eq!(older, ShardCountdown::Remaining);
+        assert_eq!(older.increment(), ("remaining", -1));
+        assert_eq!(older.remaining_after(3), 3);
+        assert_eq!(ShardCountdown::of(&ItemMarker::pending()), ShardCountdown::Remaining);
     }
 }

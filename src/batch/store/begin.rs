@@ -10,8 +10,7 @@ use super::{BatchStore, CountedTransaction, MAX_WRITES_PER_BATCH_WRITE, StoreErr
 use crate::batch::audit::{AuditRecord, read_record, write_record};
 use crate::batch::begin::{BeginDecision, decide_known, decide_new};
 use crate::batch::documents::{
-    BATCHES, BatchHeader, COUNTERS, CounterShard, GAME_DATES, GameDatePointer, ITEMS, ItemMarker, batch_id_for,
-    counter_shard_of,
+    BATCHES, BatchHeader, GAME_DATES, GameDatePointer, ITEMS, ItemMarker, batch_id_for, shard_of_position, shard_size,
 };
 use crate::batch::state::BatchState;
 use crate::messages::TriggerMessage;
@@ -28,9 +27,10 @@ pub struct NewBatch {
     pub correlation_id: String,
     pub expected_count: u64,
     pub counter_shards: u64,
-    /// Items per counter shard ([`crate::batch::documents::shard_sizes`]), written into the shards so
-    /// they count down; empty when unknown (every completion then checks wholeness).
-    pub shard_sizes: Vec<u64>,
+    /// Whether the batch's item markers carry their shard's size so that its shards count down
+    /// ([`crate::batch::documents::BatchHeader::shards_count_down`]); false only for batches begun
+    /// without their item list (tests): every completion then checks wholeness.
+    pub shards_count_down: bool,
     pub tolerated_failed_fraction: f64,
     /// The domain's version for the batch (recorded on a new header; a resumed batch keeps its own).
     pub model_version: Option<String>,
@@ -59,11 +59,9 @@ impl BatchStore {
     pub async fn begin_batch(&self, spec: &NewBatch) -> Result<BeginOutcome, StoreError> {
         let game_date = spec.trigger.game_date.to_string();
         let batch_id = batch_id_for(&game_date, &spec.trigger_message_id);
-        let parent = self.batch_path(&batch_id)?;
         self.db
             .counted_transaction("begin_batch", |db, tx| {
-                let (game_date, batch_id, parent, spec) =
-                    (game_date.clone(), batch_id.clone(), parent.clone(), spec.clone());
+                let (game_date, batch_id, spec) = (game_date.clone(), batch_id.clone(), spec.clone());
                 async move {
                     let now = FirestoreInstant::now();
                     let recorded = read_record(&db, &spec.trigger_message_id).await?;
@@ -81,7 +79,7 @@ impl BatchStore {
                             decide_new(&spec, &batch_id, pointer, current, now)
                         }
                     };
-                    Ok(write_begin(&db, tx, &parent, &spec, decision)?)
+                    Ok(write_begin(&db, tx, decision)?)
                 }
                 .boxed()
             })
@@ -91,20 +89,27 @@ impl BatchStore {
 
     /// Writes a pending marker for each item that has none yet (BatchWrite, create-only, so a marker a
     /// completion already made terminal is never reset). Returns how many were created. Each marker
-    /// names its counter shard among `counter_shards` (the header's), for the worker that records it.
+    /// names its counter shard among `counter_shards` (the header's), by its position in `items` (the
+    /// batch's whole list, in the engine's order), for the worker that records it; and, when the batch
+    /// counts down, that shard's size.
     pub async fn write_item_markers(
         &self,
         batch_id: &str,
         items: &[String],
         counter_shards: u64,
+        count_down: bool,
     ) -> Result<usize, StoreError> {
         let parent = self.batch_path(batch_id)?;
         let writer = self.db.create_simple_batch_writer().await.map_err(firestore_error("opening a batch writer"))?;
         let mut created = 0;
-        for chunk in items.chunks(MAX_WRITES_PER_BATCH_WRITE) {
+        let total = items.len() as u64;
+        for (first, chunk) in (0u64..).step_by(MAX_WRITES_PER_BATCH_WRITE).zip(items.chunks(MAX_WRITES_PER_BATCH_WRITE))
+        {
             let mut batch = writer.new_batch();
-            for item in chunk {
-                let marker = ItemMarker::pending_in(counter_shard_of(item, counter_shards));
+            for (position, item) in (first..).zip(chunk) {
+                let shard = shard_of_position(position, total, counter_shards);
+                let size = count_down.then(|| shard_size(shard, total, counter_shards));
+                let marker = ItemMarker::pending_in(shard, size);
                 self.db
                     .fluent()
                     .update()
@@ -158,8 +163,6 @@ pub(super) async fn read_header(db: &FirestoreDb, batch_id: &str) -> firestore::
 fn write_begin(
     db: &FirestoreDb,
     tx: &mut FirestoreTransaction,
-    parent: &str,
-    spec: &NewBatch,
     decision: BeginDecision,
 ) -> firestore::FirestoreResult<BeginOutcome> {
     match decision {
@@ -182,20 +185,8 @@ fn write_begin(
                 .document_id(&header.batch_id)
                 .object(&header)
                 .add_to_transaction(tx)?;
-            for shard in 0..spec.counter_shards {
-                let counter = CounterShard {
-                    remaining: spec.shard_sizes.get(shard as usize).copied().unwrap_or(0) as i64,
-                    ..CounterShard::default()
-                };
-                db.fluent()
-                    .update()
-                    .in_col(COUNTERS)
-                    .precondition(create.clone())
-                    .document_id(shard.to_string())
-                    .parent(parent)
-                    .object(&counter)
-                    .add_to_transaction(tx)?;
-            }
+            // No counter shard is written here: the first recorded item of a shard creates it (an
+            // increment on a missing document), and its markers carry its size (see `ShardCountdown`).
             db.fluent()
                 .update()
                 .in_col(GAME_DATES)

@@ -4,14 +4,14 @@
 
 use firestore::{
     FirestoreFieldTransform, FirestoreFieldTransformType, FirestoreInstant, FirestoreTransactionOps,
-    FirestoreWritePrecondition,
+    FirestoreTransformServerValue, FirestoreWritePrecondition,
 };
 
 use super::commit::{commit_atomically, staged_writes};
 use super::header::is_precondition_failure;
 use super::{BatchStore, StoreError, firestore_error};
-use crate::batch::documents::{COUNTERS, ITEMS, ItemMarker, ItemStatus, RESULTS, counter_shard_of};
-use crate::batch::state::record_item;
+use crate::batch::documents::{COUNTERS, ITEMS, ItemMarker, ItemStatus, RESULTS, TOUCHED_AT, counter_shard_of};
+use crate::batch::state::{ShardCountdown, record_item};
 use crate::messages::CompletionMessage;
 use crate::ops::metrics::TransactionAttempts;
 
@@ -135,6 +135,8 @@ impl BatchStore {
                 return Ok(ItemRecord::Duplicate(marker));
             };
             let shard = marker.shard.unwrap_or_else(|| counter_shard_of(item, counter_shards)).to_string();
+            let shard_countdown = ShardCountdown::of(&marker);
+            let countdown = shard_countdown.increment();
             let mut writes = staged_writes(&self.db);
             let staged: firestore::FirestoreResult<()> = (|| {
                 self.db
@@ -155,11 +157,19 @@ impl BatchStore {
                     COUNTERS,
                     &shard,
                     None,
-                    vec![
-                        increment(counter, 1),
-                        increment("predictions", completion.predictions_count as i64),
-                        increment("remaining", -1),
-                    ],
+                    // The countdown first: its value after the commit is the first transform result.
+                    // Every outcome field is incremented (by 0 but one), so that the document the
+                    // first increment creates has them all: an aggregation of several sums skips a
+                    // document that lacks any of its fields.
+                    std::iter::once(increment(countdown.0, countdown.1))
+                        .chain(OUTCOME_FIELDS.iter().map(|field| increment(field, i64::from(*field == counter))))
+                        .chain(std::iter::once(increment("predictions", completion.predictions_count as i64)))
+                        // When the shard last counted: the sweeper's idle check reads the newest shard only.
+                        .chain(std::iter::once(FirestoreFieldTransform::new(
+                            TOUCHED_AT.to_string(),
+                            FirestoreFieldTransformType::SetToServerValue(FirestoreTransformServerValue::RequestTime),
+                        )))
+                        .collect(),
                 )?;
                 // The result lands with its marker or not at all: a result exists iff its item is done.
                 if let Some(result) = result {
@@ -177,8 +187,9 @@ impl BatchStore {
             staged.map_err(firestore_error("staging a completion"))?;
             match commit_atomically(&self.db, writes).await {
                 Ok(results) => {
-                    // The shard write is the second; its third transform is the countdown.
-                    let shard_remaining = results.get(1).and_then(|shard| integer(shard.transform_results.get(2)));
+                    // The shard write is the second; its first transform is the countdown.
+                    let counted = results.get(1).and_then(|shard| integer(shard.transform_results.first()));
+                    let shard_remaining = counted.map(|value| shard_countdown.remaining_after(value));
                     return Ok(ItemRecord::Recorded { shard_remaining });
                 }
                 // Lost the race: read again; the winner's marker decides (usually: a duplicate).
@@ -256,6 +267,9 @@ impl BatchStore {
         Err(StoreError::BatchWriteFailed { code: 10, message: format!("item {item} kept changing under its redrive") })
     }
 }
+
+/// The shard's outcome counters, one of which a recorded item increments ([`record_item`]'s counter).
+const OUTCOME_FIELDS: [&str; 3] = ["done", "failed", "skipped"];
 
 /// Lost races on one marker before giving up for this delivery (the message is retried).
 const MAX_MARKER_RACES: usize = 5;

@@ -9,7 +9,7 @@ use super::begin::read_header;
 use super::finalize::write_header;
 use super::header::HeaderChange;
 use super::{BatchStore, CountedTransaction, MAX_WRITES_PER_BATCH_WRITE, StoreError, firestore_error};
-use crate::batch::documents::{BATCHES, BatchHeader, COUNTERS, ITEMS, RESULTS};
+use crate::batch::documents::{BATCHES, BatchHeader, COUNTERS, ITEMS, RESULTS, TOUCHED_AT};
 use crate::batch::state::BatchState;
 use crate::batch::sweep_policy::{RedriveDecision, RedriveRequest, decide_redrive, idle_for, last_activity};
 use crate::gcp::firestore::document_id;
@@ -72,18 +72,24 @@ impl BatchStore {
     }
 
     /// The batch's last sign of life: created, sealed, a completion counted (shard update time) or
-    /// redriven. Reads the shard documents (a handful), never the items.
+    /// redriven. Reads the shard counted on last (one document, by `touched_at`), never the items;
+    /// every shard only for a batch whose shards predate `touched_at`.
     pub async fn last_activity(&self, header: &BatchHeader) -> Result<FirestoreInstant, StoreError> {
         let parent = self.batch_path(&header.batch_id)?;
-        let shards = self
-            .db
-            .fluent()
-            .select()
-            .from(COUNTERS)
-            .parent(parent)
+        let shards = self.db.fluent().select().from(COUNTERS).parent(&parent);
+        let newest = shards
+            .clone()
+            .order(|o| o.fields([o.field(TOUCHED_AT).descending()]))
+            .limit(1)
             .query()
             .await
-            .map_err(firestore_error("reading counter shards"))?;
+            .map_err(firestore_error("reading the newest counter shard"))?;
+        let shards = match newest.is_empty() {
+            false => newest,
+            // No shard has `touched_at`: none counted yet (there is then no shard at all), or shards
+            // from before it existed.
+            true => shards.query().await.map_err(firestore_error("reading counter shards"))?,
+        };
         let shard_updates = shards
             .into_iter()
             .map(|doc| doc.update_time.and_then(|ts| firestore::timestamp_utils::from_timestamp(ts).ok()));
