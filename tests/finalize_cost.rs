@@ -18,6 +18,21 @@ use props_pipeline::batch::state::BatchState;
 use props_pipeline::batch::store::BatchStore;
 use props_pipeline::nba::store::published_batch;
 
+/// The Firestore requests of one finalize, method by method (11 in all).
+const EXPECTED: [(&str, u64); 5] = [
+    // The consolidation's audit record of the trigger (a transaction).
+    ("BeginTransaction", 1),
+    // That transaction's commit; the finish (header and, publishing the batch, the date's pointer).
+    ("Commit", 2),
+    // The header; the claim's read of it; the date's pointer (the fence, and the finish's guard with
+    // the claim's written header); the audit record; the ready outbox's read of the header.
+    ("GetDocument", 5),
+    // The totals, over the counter shards.
+    ("RunAggregationQuery", 1),
+    // The claim; the ready outbox.
+    ("UpdateDocument", 2),
+];
+
 /// Firestore requests (by method) of one `finalize_if_whole` of a whole batch of `items` items.
 async fn finalize_requests(items: usize) -> BTreeMap<String, u64> {
     let harness = Harness::new(&format!("finalize-cost-{items}")).await;
@@ -62,4 +77,6 @@ async fn a_finalize_issues_the_same_firestore_requests_at_200_and_2000_items() {
     println!("finalize requests at N = 200: {small:?}; at N = 2,000: {large:?}");
     assert!(!small.is_empty(), "the finalize went through the proxy");
     assert_eq!(small, large, "the same requests, method by method, whatever the batch size");
+    let expected: BTreeMap<String, u64> = EXPECTED.iter().map(|&(method, n)| (method.to_string(), n)).collect();
+    assert_eq!(small, expected, "the requests of one finalize (a change here is a cost change)");
 }

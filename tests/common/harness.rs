@@ -11,7 +11,7 @@ use props_pipeline::batch::engine::BatchEngine;
 use props_pipeline::batch::roles::{CompletionRole, TriggerRole, WorkerRole};
 use props_pipeline::batch::settings::EngineSettings;
 use props_pipeline::batch::state::BatchState;
-use props_pipeline::batch::store::BatchStore;
+use props_pipeline::batch::store::{BatchStore, FinishRead};
 use props_pipeline::batch::sweep_policy::SweepSettings;
 use props_pipeline::batch::sweeper::Sweeper;
 use props_pipeline::config::ConsumerSettings;
@@ -181,7 +181,7 @@ impl Harness {
         }
         let totals = self.store.totals(batch_id).await.unwrap();
         self.store.claim_finalize(batch_id, "dead", lease, totals).await.unwrap();
-        self.store.finish(batch_id, "dead", totals, None).await.unwrap();
+        self.store.finish(batch_id, "dead", totals, None, FinishRead::default()).await.unwrap();
     }
 
     pub async fn stop(self) {

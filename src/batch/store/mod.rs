@@ -13,7 +13,7 @@ mod transaction;
 
 pub use begin::{BeginOutcome, NewBatch};
 pub use completion::{CompletionRecord, ItemRecord, ItemRedrive, VersionedMarker};
-pub use finalize::{ClaimOutcome, FinishOutcome};
+pub use finalize::{ClaimOutcome, FinishOutcome, FinishRead, PointerRead};
 pub(crate) use header::is_precondition_failure;
 pub(crate) use transaction::CountedTransaction;
 
