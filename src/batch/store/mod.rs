@@ -19,6 +19,7 @@ pub(crate) use transaction::CountedTransaction;
 
 use firestore::errors::FirestoreError;
 use firestore::{FirestoreDb, FirestoreInstant};
+use futures::TryStreamExt;
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -151,9 +152,29 @@ impl BatchStore {
         Ok(Some((value, version)))
     }
 
-    /// Ids of the items of `batch_id` in `status`, in id order.
+    /// Ids of the items of `batch_id` in `status`, in id order. Streamed with a projection on the
+    /// status alone, so that a resumed batch's fan-out holds its pending ids, not their markers.
     pub async fn items_in(&self, batch_id: &str, status: ItemStatus) -> Result<Vec<String>, StoreError> {
-        Ok(self.markers_in(batch_id, status).await?.into_iter().map(|(id, _)| id).collect())
+        let parent = self.batch_path(batch_id)?;
+        let status_text = serde_json::to_value(status).ok().and_then(|v| v.as_str().map(String::from));
+        let documents = self
+            .db
+            .fluent()
+            .select()
+            .fields(["status"])
+            .from(ITEMS)
+            .parent(parent)
+            .filter(|q| q.for_all([q.field("status").eq(status_text.clone().unwrap_or_default())]))
+            .stream_query_with_errors()
+            .await
+            .map_err(firestore_error("listing item markers"))?;
+        let mut ids: Vec<String> = documents
+            .map_ok(|d| document_id(&d).to_string())
+            .try_collect()
+            .await
+            .map_err(firestore_error("listing item markers"))?;
+        ids.sort();
+        Ok(ids)
     }
 
     /// The items of `batch_id` in `status` with their markers (error, completions), in id order.
