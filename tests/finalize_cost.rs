@@ -6,16 +6,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use common::harness::{Harness, completion};
 use futures::StreamExt;
-use grpc_faults::{FaultProxy, Plan};
-use props_pipeline::batch::engine::{BatchEngine, FinalizeReport};
+use props_pipeline::batch::engine::FinalizeReport;
 use props_pipeline::batch::settings::EngineSettings;
 use props_pipeline::batch::state::BatchState;
-use props_pipeline::batch::store::BatchStore;
 use props_pipeline::nba::store::published_batch;
 
 /// The Firestore requests of one finalize, method by method (11 in all).
@@ -49,17 +46,8 @@ async fn finalize_requests(items: usize) -> BTreeMap<String, u64> {
         })
         .await;
 
-    let upstream = std::env::var("FIRESTORE_EMULATOR_HOST").expect("FIRESTORE_EMULATOR_HOST");
-    let proxy = FaultProxy::new(&upstream, Plan::none());
-    let addr = proxy.listen("finalizer").await.expect("proxy listens");
-    let store = BatchStore::new(harness.env.firestore_at(&addr.to_string()).await);
-    let engine = BatchEngine::new(
-        store,
-        harness.env.pubsub.clone(),
-        harness.env.topics.clone(),
-        Arc::clone(&harness.domain),
-        EngineSettings::default(),
-    );
+    let proxy = common::firestore_proxy();
+    let engine = harness.engine_through(&proxy, "finalizer", EngineSettings::default()).await;
     let report = engine.finalize_if_whole(&header.batch_id).await.expect("finalize");
     assert_eq!(report, FinalizeReport::Finalized(BatchState::Complete));
     let published = published_batch(harness.store.db(), common::harness::DATE).await.unwrap();

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use grpc_faults::FaultProxy;
 use props_pipeline::batch::dead_letters::DeadLetterRole;
 use props_pipeline::batch::documents::{BatchHeader, batch_id_for};
 use props_pipeline::batch::engine::BatchEngine;
@@ -70,6 +71,24 @@ impl Harness {
     pub fn engine(&self, settings: EngineSettings) -> Arc<BatchEngine<TestDomain>> {
         Arc::new(BatchEngine::new(
             self.store.clone(),
+            self.env.pubsub.clone(),
+            self.env.topics.clone(),
+            Arc::clone(&self.domain),
+            settings,
+        ))
+    }
+
+    /// An engine like [`Self::engine`] whose Firestore requests go through a new listener (named
+    /// `label`) of `proxy`.
+    pub async fn engine_through(
+        &self,
+        proxy: &FaultProxy,
+        label: &str,
+        settings: EngineSettings,
+    ) -> Arc<BatchEngine<TestDomain>> {
+        let store = BatchStore::new(self.env.firestore_through(proxy, label).await);
+        Arc::new(BatchEngine::new(
+            store,
             self.env.pubsub.clone(),
             self.env.topics.clone(),
             Arc::clone(&self.domain),
