@@ -18,12 +18,6 @@ struct Doc {
     value: String,
 }
 
-/// A Firestore handle on `env`'s project that goes through `proxy`.
-async fn firestore_through(env: &TestEnv, proxy: &FaultProxy, label: &str) -> FirestoreDb {
-    let address = proxy.listen(label).await.expect("a proxy listener");
-    env.firestore_at(&address.to_string()).await
-}
-
 fn firestore_upstream() -> String {
     std::env::var("FIRESTORE_EMULATOR_HOST").expect("FIRESTORE_EMULATOR_HOST (make test sets it)")
 }
@@ -41,7 +35,7 @@ async fn each_error_code_reaches_the_firestore_client_without_reaching_the_serve
     let env = TestEnv::new("faultcodes").await;
     let direct = env.firestore().await;
     let proxy = FaultProxy::new(&firestore_upstream(), Plan::none());
-    let db = firestore_through(&env, &proxy, "client").await;
+    let db = env.firestore_through(&proxy, "client").await;
     write(&db, "seen", "before").await.expect("no fault: the write goes through");
 
     for (kind, code) in [
@@ -69,7 +63,7 @@ async fn a_lost_answer_hides_a_write_the_server_applied() {
     let env = TestEnv::new("faultlost").await;
     let direct = env.firestore().await;
     let proxy = FaultProxy::new(&firestore_upstream(), Plan::none());
-    let db = firestore_through(&env, &proxy, "client").await;
+    let db = env.firestore_through(&proxy, "client").await;
 
     proxy.set_plan(Plan::always(FaultKind::LostAnswer));
     let error = write(&db, "lost", "applied").await.expect_err("the client gets no answer");
@@ -85,7 +79,7 @@ async fn a_rule_faults_only_the_calls_it_matches() {
     let env = TestEnv::new("faultrule").await;
     let direct = env.firestore().await;
     let proxy = FaultProxy::new(&firestore_upstream(), Plan::none());
-    let db = firestore_through(&env, &proxy, "client").await;
+    let db = env.firestore_through(&proxy, "client").await;
     write(&db, "a", "first").await.expect("warm up");
     let methods: Vec<String> = proxy.calls().into_keys().map(|(_, method)| method).collect();
     assert_eq!(methods.len(), 1, "one write, one method: {methods:?}");
@@ -105,7 +99,7 @@ async fn a_rule_faults_only_the_calls_it_matches() {
 async fn latency_delays_a_call_that_then_succeeds() {
     let env = TestEnv::new("faultlatency").await;
     let proxy = FaultProxy::new(&firestore_upstream(), Plan::none());
-    let db = firestore_through(&env, &proxy, "client").await;
+    let db = env.firestore_through(&proxy, "client").await;
     let mut plan = Plan::always(FaultKind::Latency);
     plan.latency = (Duration::from_millis(400), Duration::from_millis(400));
     proxy.set_plan(plan);
@@ -121,7 +115,7 @@ async fn latency_delays_a_call_that_then_succeeds() {
 async fn an_outage_holds_every_call_until_it_ends() {
     let env = TestEnv::new("faultfreeze").await;
     let proxy = FaultProxy::new(&firestore_upstream(), Plan::none());
-    let db = firestore_through(&env, &proxy, "client").await;
+    let db = env.firestore_through(&proxy, "client").await;
     write(&db, "frozen", "before").await.expect("no outage yet");
     proxy.freeze(Duration::from_secs(8));
     let during = tokio::time::timeout(Duration::from_secs(2), write(&db, "frozen", "during")).await;

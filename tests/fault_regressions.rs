@@ -11,32 +11,19 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::TestEnv;
+use common::firestore_proxy;
 use common::harness::{Harness, date, items, trigger};
 use common::nba::{NbaEnv, exported, final_header};
-use firestore::FirestoreDb;
-use grpc_faults::{Fault, FaultKind, FaultProxy, Plan, Rule};
-use props_pipeline::batch::engine::{BatchEngine, TriggerReport};
+use grpc_faults::{Fault, FaultKind, Rule};
+use props_pipeline::batch::engine::TriggerReport;
 use props_pipeline::batch::settings::EngineSettings;
 use props_pipeline::batch::state::BatchState;
-use props_pipeline::batch::store::BatchStore;
 use props_pipeline::messages::{TriggerMessage, TriggerMode};
 use props_pipeline::nba::domain::NbaWorker;
 use props_pipeline::nba::model::ModelConfig;
 use props_pipeline::nba::store::export_record;
-
-/// A Firestore handle on `env`'s project through a new listener of `proxy`.
-async fn firestore_through(env: &TestEnv, proxy: &FaultProxy, label: &str) -> FirestoreDb {
-    let address = proxy.listen(label).await.expect("a proxy listener");
-    env.firestore_at(&address.to_string()).await
-}
-
-fn firestore_proxy() -> FaultProxy {
-    FaultProxy::new(&std::env::var("FIRESTORE_EMULATOR_HOST").expect("FIRESTORE_EMULATOR_HOST"), Plan::none())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failed_or_unanswered_seal_still_completes_its_batch() {
@@ -51,14 +38,7 @@ async fn seal_faulted_with(kind: FaultKind) {
     let mut harness = Harness::new("fault-seal").await;
     harness.domain.set_items(date(), items(12));
     let proxy = firestore_proxy();
-    let store = BatchStore::new(firestore_through(&harness.env, &proxy, "coordinator").await);
-    let engine = Arc::new(BatchEngine::new(
-        store,
-        harness.env.pubsub.clone(),
-        harness.env.topics.clone(),
-        Arc::clone(&harness.domain),
-        EngineSettings::default(),
-    ));
+    let engine = harness.engine_through(&proxy, "coordinator", EngineSettings::default()).await;
     // The seal is the first guarded header write that says RUNNING (the begin, a transaction, says
     // PUBLISHING).
     proxy.add_rule(Rule::new("UpdateDocument", Fault::new(kind)).body_contains(&["sealed_at", "RUNNING"]));
@@ -86,14 +66,7 @@ async fn a_transaction_whose_commit_failed_leaves_no_lock_behind() {
     let harness = Harness::new("fault-orphan").await;
     harness.domain.set_items(date(), items(3));
     let proxy = firestore_proxy();
-    let store = BatchStore::new(firestore_through(&harness.env, &proxy, "coordinator").await);
-    let engine = BatchEngine::new(
-        store,
-        harness.env.pubsub.clone(),
-        harness.env.topics.clone(),
-        Arc::clone(&harness.domain),
-        EngineSettings::default(),
-    );
+    let engine = harness.engine_through(&proxy, "coordinator", EngineSettings::default()).await;
     // The begin transaction's commit (it writes the new header, PUBLISHING) never reaches the server.
     proxy.add_rule(Rule::new("Commit", Fault::new(FaultKind::Unavailable)).body_contains(&["PUBLISHING"]));
     let first = engine.start(&trigger(TriggerMode::Start), "orphan-1").await;
@@ -118,7 +91,7 @@ async fn a_lost_export_record_answer_still_writes_the_file() {
     const DATE: &str = "2023-05-02";
     let mut nba = NbaEnv::new("fault-export", &[DATE]).await;
     let proxy = firestore_proxy();
-    nba.exporter_db = Some(firestore_through(&nba.env, &proxy, "exporter").await);
+    nba.exporter_db = Some(nba.env.firestore_through(&proxy, "exporter").await);
     proxy.add_rule(Rule::new("Commit", Fault::new(FaultKind::LostAnswer)).body_contains(&["exports/", DATE]));
     nba.run_roles(NbaWorker::new(nba.store.clone(), ModelConfig::default()), EngineSettings::default());
 

@@ -6,17 +6,29 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use common::harness::{Harness, completion};
 use futures::StreamExt;
-use grpc_faults::{FaultProxy, Plan};
-use props_pipeline::batch::engine::{BatchEngine, FinalizeReport};
+use props_pipeline::batch::engine::FinalizeReport;
 use props_pipeline::batch::settings::EngineSettings;
 use props_pipeline::batch::state::BatchState;
-use props_pipeline::batch::store::BatchStore;
 use props_pipeline::nba::store::published_batch;
+
+/// The Firestore requests of one finalize, method by method (11 in all).
+const EXPECTED: [(&str, u64); 5] = [
+    // The consolidation's audit record of the trigger (a transaction).
+    ("BeginTransaction", 1),
+    // That transaction's commit; the finish (header and, publishing the batch, the date's pointer).
+    ("Commit", 2),
+    // The header; the claim's read of it; the date's pointer (the fence, and the finish's guard with
+    // the claim's written header); the audit record; the ready outbox's read of the header.
+    ("GetDocument", 5),
+    // The totals, over the counter shards.
+    ("RunAggregationQuery", 1),
+    // The claim; the ready outbox.
+    ("UpdateDocument", 2),
+];
 
 /// Firestore requests (by method) of one `finalize_if_whole` of a whole batch of `items` items.
 async fn finalize_requests(items: usize) -> BTreeMap<String, u64> {
@@ -34,17 +46,8 @@ async fn finalize_requests(items: usize) -> BTreeMap<String, u64> {
         })
         .await;
 
-    let upstream = std::env::var("FIRESTORE_EMULATOR_HOST").expect("FIRESTORE_EMULATOR_HOST");
-    let proxy = FaultProxy::new(&upstream, Plan::none());
-    let addr = proxy.listen("finalizer").await.expect("proxy listens");
-    let store = BatchStore::new(harness.env.firestore_at(&addr.to_string()).await);
-    let engine = BatchEngine::new(
-        store,
-        harness.env.pubsub.clone(),
-        harness.env.topics.clone(),
-        Arc::clone(&harness.domain),
-        EngineSettings::default(),
-    );
+    let proxy = common::firestore_proxy();
+    let engine = harness.engine_through(&proxy, "finalizer", EngineSettings::default()).await;
     let report = engine.finalize_if_whole(&header.batch_id).await.expect("finalize");
     assert_eq!(report, FinalizeReport::Finalized(BatchState::Complete));
     let published = published_batch(harness.store.db(), common::harness::DATE).await.unwrap();
@@ -62,4 +65,6 @@ async fn a_finalize_issues_the_same_firestore_requests_at_200_and_2000_items() {
     println!("finalize requests at N = 200: {small:?}; at N = 2,000: {large:?}");
     assert!(!small.is_empty(), "the finalize went through the proxy");
     assert_eq!(small, large, "the same requests, method by method, whatever the batch size");
+    let expected: BTreeMap<String, u64> = EXPECTED.iter().map(|&(method, n)| (method.to_string(), n)).collect();
+    assert_eq!(small, expected, "the requests of one finalize (a change here is a cost change)");
 }

@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use firestore::FirestoreDb;
@@ -21,7 +21,7 @@ use props_pipeline::nba::inputs::worker_inputs;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::pull::spawn_acking;
+use crate::pull::{create_topic_and_subscription, publish_and_wait, spawn_acking};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CeilingFigures {
@@ -104,43 +104,18 @@ pub async fn measure(
         workers.push(spawn_worker(stream, work, concurrency, stop.clone()));
     }
 
-    let publisher = pubsub.publisher(&requests);
-    let notified = waiting.notified();
-    let started = Instant::now();
-    let publishes = players.iter().map(|player| publisher.publish(Message::new().set_data(player.clone())));
-    for result in futures::future::join_all(publishes).await {
-        result?;
-    }
-    let finished = tokio::time::timeout(within, async {
-        if completed.lock().expect("completed lock").len() < items {
-            notified.await;
-        }
-    })
-    .await;
-    let secs = started.elapsed().as_secs_f64();
+    let all_arrived = || completed.lock().expect("completed lock").len() >= items;
+    let arrival = publish_and_wait(pubsub, &requests, players.iter().cloned(), &waiting, all_arrived, within).await?;
+    let secs = arrival.total_secs;
     stop.cancel();
     for worker in workers {
         let _ = worker.await;
     }
     let _ = coordinator.await;
     let done = completed.lock().expect("completed lock").len();
-    anyhow::ensure!(finished.is_ok(), "ceiling: only {done} of {items} items completed within {within:?}");
+    anyhow::ensure!(arrival.in_time, "ceiling: only {done} of {items} items completed within {within:?}");
     let failed = works.iter().map(|w| *w.failed.lock().expect("failed lock")).sum();
     Ok(CeilingFigures { items, streams, concurrency, secs, items_per_sec: items as f64 / secs, failed })
-}
-
-async fn create_topic_and_subscription(pubsub: &PubSub, name: &str) -> anyhow::Result<()> {
-    let settings = pubsub.settings();
-    pubsub.topic_admin.create_topic().set_name(settings.topic_path(name)).send().await?;
-    pubsub
-        .subscription_admin
-        .create_subscription()
-        .set_name(settings.subscription_path(name))
-        .set_topic(settings.topic_path(name))
-        .set_ack_deadline_seconds(60)
-        .send()
-        .await?;
-    Ok(())
 }
 
 /// One worker stream: each message handled in a task of its own, at most `concurrency` at once, acked

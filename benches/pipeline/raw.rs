@@ -4,15 +4,14 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use google_cloud_pubsub::model::Message;
 use props_pipeline::gcp::pubsub::PubSub;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::pull::spawn_acking;
+use crate::pull::{create_topic_and_subscription, publish_and_wait, spawn_acking};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RawFigures {
@@ -41,16 +40,8 @@ pub async fn measure(
     max_outstanding: i64,
     within: Duration,
 ) -> anyhow::Result<RawFigures> {
+    create_topic_and_subscription(pubsub, name).await?;
     let settings = pubsub.settings();
-    pubsub.topic_admin.create_topic().set_name(settings.topic_path(name)).send().await?;
-    pubsub
-        .subscription_admin
-        .create_subscription()
-        .set_name(settings.subscription_path(name))
-        .set_topic(settings.topic_path(name))
-        .set_ack_deadline_seconds(60)
-        .send()
-        .await?;
 
     let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
     let all_acked = Arc::new(Notify::new());
@@ -72,33 +63,20 @@ pub async fn measure(
         }));
     }
 
-    let publisher = pubsub.publisher(name);
-    let waiting = all_acked.notified();
-    let started = Instant::now();
-    let publishes = (0..messages).map(|index| publisher.publish(Message::new().set_data(body(index))));
-    for result in futures::future::join_all(publishes).await {
-        result?;
-    }
-    let publish_secs = started.elapsed().as_secs_f64();
-    let finished = tokio::time::timeout(within, async {
-        if acked.lock().expect("acked lock").len() < messages {
-            waiting.await;
-        }
-    })
-    .await;
-    let total_secs = started.elapsed().as_secs_f64();
+    let all_arrived = || acked.lock().expect("acked lock").len() >= messages;
+    let arrival = publish_and_wait(pubsub, name, (0..messages).map(body), &all_acked, all_arrived, within).await?;
     stop.cancel();
     for puller in pullers {
         let _ = puller.await;
     }
     let received = acked.lock().expect("acked lock").len();
-    anyhow::ensure!(finished.is_ok(), "raw capacity: only {received} of {messages} messages arrived within {within:?}");
+    anyhow::ensure!(arrival.in_time, "raw capacity: only {received} of {messages} messages arrived within {within:?}");
     Ok(RawFigures {
         messages,
         streams,
-        publish_secs,
-        publish_per_sec: messages as f64 / publish_secs,
-        publish_pull_ack_secs: total_secs,
-        messages_per_sec: messages as f64 / total_secs,
+        publish_secs: arrival.publish_secs,
+        publish_per_sec: messages as f64 / arrival.publish_secs,
+        publish_pull_ack_secs: arrival.total_secs,
+        messages_per_sec: messages as f64 / arrival.total_secs,
     })
 }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt;
 use google_cloud_pubsub::model::Message;
 use thiserror::Error;
 use tracing::Instrument;
@@ -20,6 +21,11 @@ use crate::gcp::GcpError;
 use crate::gcp::errors::Retryability;
 use crate::gcp::pubsub::PubSub;
 use crate::messages::{CompletionMessage, GameDate, RequestMessage, TriggerMessage, validate_document_id};
+
+/// How many request publishes a fan-out keeps in flight: enough to fill the publisher's batches (its
+/// default batch holds 100 messages) several times over, few enough that the requests alive at once
+/// do not grow with the batch.
+const PUBLISH_WINDOW: usize = 500;
 
 /// Stable marker in the log line of a batch that ended FAILED, for log-based alerts.
 pub const ALERT_BATCH_FAILED: &str = "ALERT_BATCH_FAILED";
@@ -289,7 +295,9 @@ impl<D: BatchDomain> BatchEngine<D> {
         }
     }
 
-    /// Publishes one request per item and waits until every one is accepted by Pub/Sub.
+    /// Publishes one request per item and waits until every one is accepted by Pub/Sub. At most
+    /// [`PUBLISH_WINDOW`] requests are in flight, so the coordinator's memory does not grow with the
+    /// batch. The first failed publish fails the call (the trigger's redelivery publishes again).
     pub async fn publish_requests(
         &self,
         header: &BatchHeader,
@@ -298,19 +306,12 @@ impl<D: BatchDomain> BatchEngine<D> {
     ) -> Result<(), EngineError> {
         let game_date = header.game_date.parse().map_err(|_| EngineError::InvalidItem(header.game_date.clone()))?;
         let publisher = self.pubsub.publisher(&self.topics.request_topic);
-        let sends = items.iter().map(|item| {
-            let request = RequestMessage {
-                batch_id: header.batch_id.clone(),
-                generation: header.generation,
-                game_date,
-                player_lookup: item.clone(),
-                correlation_id: correlation_id.to_string(),
-            };
-            publisher.publish(Message::new().set_data(request.to_json()))
-        });
-        let results = futures::future::join_all(sends).await;
-        if let Some(Err(source)) = results.into_iter().find(Result::is_err) {
-            return Err(GcpError::Publish { topic: self.topics.request_topic.clone(), source }.into());
+        // A request is built only when the window has room for it: the iterator is lazy.
+        let sends =
+            request_messages(header, game_date, correlation_id, items).map(|message| publisher.publish(message));
+        let mut sends = futures::stream::iter(sends).buffer_unordered(PUBLISH_WINDOW);
+        while let Some(sent) = sends.next().await {
+            sent.map_err(|source| GcpError::Publish { topic: self.topics.request_topic.clone(), source })?;
         }
         Ok(())
     }
@@ -381,6 +382,27 @@ impl<D: BatchDomain> BatchEngine<D> {
             other => other,
         }
     }
+}
+
+/// The request message of each item, built as the iterator is drawn. A function of its own, not a
+/// closure in `publish_requests`: there the closure's borrow of an item was inferred for one lifetime
+/// only, and the handlers' futures were no longer `Send`.
+fn request_messages<'a>(
+    header: &'a BatchHeader,
+    game_date: GameDate,
+    correlation_id: &'a str,
+    items: &'a [String],
+) -> impl Iterator<Item = Message> + Send + 'a {
+    items.iter().map(move |item| {
+        let request = RequestMessage {
+            batch_id: header.batch_id.clone(),
+            generation: header.generation,
+            game_date,
+            player_lookup: item.clone(),
+            correlation_id: correlation_id.to_string(),
+        };
+        Message::new().set_data(request.to_json())
+    })
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use super::domain::{BatchDomain, ConsolidationReport, DomainError};
 use super::engine::{ALERT_BATCH_FAILED, ALERT_LOW_COVERAGE, BatchEngine, EngineError, FinalizeReport};
 use super::state::{BatchState, ClaimDecision, decide_claim, is_low_coverage, outcome};
 use super::status::skipped_items;
-use super::store::{FinishOutcome, StoreError, Totals};
+use super::store::{FinishOutcome, FinishRead, StoreError, Totals};
 use crate::messages::ReadyMessage;
 use crate::ops::metrics::{ALERTS_TOTAL, FINALIZE_SECONDS};
 use google_cloud_pubsub::model::Message;
@@ -90,7 +90,7 @@ impl<D: BatchDomain> BatchEngine<D> {
         // Registered until finished; a handler aborted at shutdown leaves it here for
         // `release_held_claims`.
         self.claims.hold(&owner, batch_id);
-        let result = self.finish_claimed(claim.header, &owner, totals).await;
+        let result = self.finish_claimed(claim.header, claim.version, &owner, totals).await;
         match &result {
             Ok(_) => self.claims.forget(&owner),
             Err(_) => self.release(batch_id, &owner).await,
@@ -99,10 +99,12 @@ impl<D: BatchDomain> BatchEngine<D> {
     }
 
     /// The claim holder's part: consolidate (unless the batch will fail or was superseded), finish
-    /// behind the fence, announce.
+    /// behind the fence, announce. `version` is the header's update time as the claim left it: with
+    /// the pointer read here for the fence, the finish's first attempt reads nothing again.
     async fn finish_claimed(
         &self,
         header: BatchHeader,
+        version: Option<firestore::FirestoreInstant>,
         owner: &str,
         totals: Totals,
     ) -> Result<FinalizeReport, EngineError> {
@@ -112,11 +114,15 @@ impl<D: BatchDomain> BatchEngine<D> {
         // and supersedes a batch whose date pointer moved on.
         let will_fail = outcome(totals.failed, totals.skipped, header.expected_count, header.tolerated_failed_fraction)
             == BatchState::Failed;
-        let pointer = self.store.pointer(&header.game_date).await?;
-        let current = pointer.as_ref().is_some_and(|p| p.current_batch_id == header.batch_id);
-        let failure_reason =
-            if will_fail || !current { None } else { self.consolidate(&header, totals, pointer.as_ref()).await? };
-        let finished = match self.store.finish(batch_id, owner, totals, failure_reason.as_deref()).await? {
+        let pointer = self.store.versioned_pointer(&header.game_date).await?;
+        let current = pointer.pointer.as_ref().is_some_and(|p| p.current_batch_id == header.batch_id);
+        let failure_reason = if will_fail || !current {
+            None
+        } else {
+            self.consolidate(&header, totals, pointer.pointer.as_ref()).await?
+        };
+        let read = FinishRead { header: version.map(|version| (header.clone(), version)), pointer: Some(pointer) };
+        let finished = match self.store.finish(batch_id, owner, totals, failure_reason.as_deref(), read).await? {
             FinishOutcome::NotOwner(header) => {
                 tracing::warn!(batch_id, state = %header.state, "lost the finalize claim before finishing");
                 return Ok(FinalizeReport::AlreadyFinal(header.state));

@@ -213,45 +213,23 @@ pub fn lineage_line(record: &AuditRecord) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::begin::{new_header, test_spec};
     use crate::batch::state::FinalizeClaim;
+    use crate::messages::TriggerMode;
 
     fn at(secs: i64) -> FirestoreInstant {
         FirestoreInstant::from_second(1_700_000_000 + secs).unwrap()
     }
 
+    /// A regeneration (generation 2) of 10 items, created at `at(0)` and sealed at `at(2)`, in `state`.
     fn header(state: BatchState) -> BatchHeader {
-        BatchHeader {
-            batch_id: "2024-04-22-m7".into(),
-            game_date: "2024-04-22".into(),
-            generation: 2,
-            mode: "regenerate_with_supersede".into(),
-            reason: "injury news".into(),
-            metadata_json: "{}".into(),
-            correlation_id: "c1".into(),
-            trigger_message_id: "7".into(),
-            state,
-            expected_count: 10,
-            counter_shards: 8,
-            tolerated_failed_fraction: 0.1,
-            model_version: None,
-            created_at: at(0),
-            sealed_at: Some(at(2)),
-            finalize_claim: None,
-            finalized_at: None,
-            done_count: None,
-            failed_count: None,
-            skipped_count: None,
-            predictions_count: None,
-            coverage: None,
-            failure_reason: None,
-            superseded_by: None,
-            ready_message_id: None,
-            redrive_count: 0,
-            last_redrive_at: None,
-            header_writes: 2,
-            shards_count_down: true,
-            expire_at: at(86_400),
-        }
+        let spec = test_spec(TriggerMode::RegenerateWithSupersede, "c1", false);
+        let mut header = new_header(&spec, "2024-04-22-m7", "2024-04-22", 2, at(0));
+        header.state = state;
+        header.expected_count = 10;
+        header.model_version = None;
+        header.sealed_at = Some(at(2));
+        header
     }
 
     fn secs(n: u64) -> Duration {

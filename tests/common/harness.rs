@@ -5,13 +5,14 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use grpc_faults::FaultProxy;
 use props_pipeline::batch::dead_letters::DeadLetterRole;
 use props_pipeline::batch::documents::{BatchHeader, batch_id_for};
 use props_pipeline::batch::engine::BatchEngine;
 use props_pipeline::batch::roles::{CompletionRole, TriggerRole, WorkerRole};
 use props_pipeline::batch::settings::EngineSettings;
 use props_pipeline::batch::state::BatchState;
-use props_pipeline::batch::store::BatchStore;
+use props_pipeline::batch::store::{BatchStore, FinishRead};
 use props_pipeline::batch::sweep_policy::SweepSettings;
 use props_pipeline::batch::sweeper::Sweeper;
 use props_pipeline::config::ConsumerSettings;
@@ -70,6 +71,24 @@ impl Harness {
     pub fn engine(&self, settings: EngineSettings) -> Arc<BatchEngine<TestDomain>> {
         Arc::new(BatchEngine::new(
             self.store.clone(),
+            self.env.pubsub.clone(),
+            self.env.topics.clone(),
+            Arc::clone(&self.domain),
+            settings,
+        ))
+    }
+
+    /// An engine like [`Self::engine`] whose Firestore requests go through a new listener (named
+    /// `label`) of `proxy`.
+    pub async fn engine_through(
+        &self,
+        proxy: &FaultProxy,
+        label: &str,
+        settings: EngineSettings,
+    ) -> Arc<BatchEngine<TestDomain>> {
+        let store = BatchStore::new(self.env.firestore_through(proxy, label).await);
+        Arc::new(BatchEngine::new(
+            store,
             self.env.pubsub.clone(),
             self.env.topics.clone(),
             Arc::clone(&self.domain),
@@ -181,7 +200,7 @@ impl Harness {
         }
         let totals = self.store.totals(batch_id).await.unwrap();
         self.store.claim_finalize(batch_id, "dead", lease, totals).await.unwrap();
-        self.store.finish(batch_id, "dead", totals, None).await.unwrap();
+        self.store.finish(batch_id, "dead", totals, None, FinishRead::default()).await.unwrap();
     }
 
     pub async fn stop(self) {

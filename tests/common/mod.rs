@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use google_cloud_pubsub::model::Message;
+use grpc_faults::{FaultProxy, Plan};
 use props_pipeline::config::{GcpSettings, SubscriptionPolicy, TopicNames};
 use props_pipeline::gcp::pubsub::PubSub;
 use props_pipeline::setup::{SetupReport, ensure_topology};
@@ -193,6 +194,12 @@ impl TestEnv {
         firestore::FirestoreDb::with_options(options).await.expect("connect to a Firestore endpoint")
     }
 
+    /// A Firestore handle on this test's project through a new listener (named `label`) of `proxy`.
+    pub async fn firestore_through(&self, proxy: &FaultProxy, label: &str) -> firestore::FirestoreDb {
+        let address = proxy.listen(label).await.expect("a proxy listener");
+        self.firestore_at(&address.to_string()).await
+    }
+
     /// The real binary (see [`binary`]) on this test's project and emulators; the caller adds the
     /// arguments and may override any variable.
     pub fn binary(&self) -> Command {
@@ -209,6 +216,12 @@ impl TestEnv {
             ("FIRESTORE_EMULATOR_HOST", self.gcp.firestore_emulator_host.clone().unwrap_or_default()),
         ]
     }
+}
+
+/// The gRPC fault injector in front of the Firestore emulator, passing everything through until the
+/// test adds a rule (or only counting the requests).
+pub fn firestore_proxy() -> FaultProxy {
+    FaultProxy::new(&emulator_host("FIRESTORE_EMULATOR_HOST"), Plan::none())
 }
 
 /// A subscription policy that makes redelivery fast, for tests that exercise retries.

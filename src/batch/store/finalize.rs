@@ -19,8 +19,29 @@ const MAX_FINISH_RACES: usize = 5;
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimOutcome {
     pub decision: ClaimDecision,
-    /// The header after the transaction (with this instance's claim when it claimed).
+    /// The header after the decision (with this instance's claim when it claimed).
     pub header: BatchHeader,
+    /// The header's `update_time` after the decision (of the claim's write when it wrote), if known:
+    /// the guard the finish's first attempt writes behind without reading the header again.
+    pub version: Option<FirestoreInstant>,
+}
+
+/// The date's pointer as read, with its `update_time` (the guard of a commit that flips it).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PointerRead {
+    /// `None`: the date has no pointer.
+    pub pointer: Option<GameDatePointer>,
+    pub version: Option<FirestoreInstant>,
+}
+
+/// What the finalizer already read for the finish's first attempt, so that attempt reads only what
+/// is missing (`None`). An attempt after a lost race reads both again.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FinishRead {
+    /// The header as the claim left it, with its `update_time`.
+    pub header: Option<(BatchHeader, FirestoreInstant)>,
+    /// The date's pointer as read for the fence.
+    pub pointer: Option<PointerRead>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -42,7 +63,7 @@ impl BatchStore {
         totals: Totals,
     ) -> Result<ClaimOutcome, StoreError> {
         let outcome = self
-            .change_header(batch_id, ("claim_finalize", "claiming finalization"), |header| {
+            .change_header_versioned(batch_id, ("claim_finalize", "claiming finalization"), |header| {
                 let now = FirestoreInstant::now();
                 let decision = decide_claim(
                     header.state,
@@ -58,28 +79,31 @@ impl BatchStore {
                     // The answer carries the header as written, `header_writes` included.
                     let mut after = header.clone();
                     after.header_writes += 1;
-                    HeaderChange::Write(ClaimOutcome { decision, header: after })
+                    HeaderChange::Write(ClaimOutcome { decision, header: after, version: None })
                 } else {
-                    HeaderChange::Keep(ClaimOutcome { decision, header: header.clone() })
+                    HeaderChange::Keep(ClaimOutcome { decision, header: header.clone(), version: None })
                 }
             })
             .await?;
-        outcome.ok_or_else(|| StoreError::UnknownBatch(batch_id.to_string()))
+        let (outcome, version) = outcome.ok_or_else(|| StoreError::UnknownBatch(batch_id.to_string()))?;
+        Ok(ClaimOutcome { version, ..outcome })
     }
 
     /// Moves a FINALIZING batch this instance holds to its final state (see [`decide_finish`]): the
     /// header and, for a COMPLETE batch, the date's published pointer, in one atomic commit guarded by
     /// both documents' update times, not a transaction. A lost race reads and decides again; a commit
-    /// whose answer was lost reads back as this owner's finish.
+    /// whose answer was lost reads back as this owner's finish. The first attempt decides from what
+    /// `read` holds and reads only the rest.
     pub async fn finish(
         &self,
         batch_id: &str,
         me: &str,
         totals: Totals,
         failure_reason: Option<&str>,
+        read: FinishRead,
     ) -> Result<FinishOutcome, StoreError> {
         let attempts = TransactionAttempts::new("finish");
-        let result = self.finish_guarded(batch_id, me, totals, failure_reason, &attempts).await;
+        let result = self.finish_guarded(batch_id, me, totals, failure_reason, read, &attempts).await;
         attempts.finish(result)
     }
 
@@ -89,26 +113,32 @@ impl BatchStore {
         me: &str,
         totals: Totals,
         failure_reason: Option<&str>,
+        mut read: FinishRead,
         attempts: &TransactionAttempts,
     ) -> Result<FinishOutcome, StoreError> {
-        let root = self.db.get_documents_path().clone();
         for _ in 0..MAX_FINISH_RACES {
             attempts.attempt();
-            let Some((header, header_version)) = self.versioned_header(batch_id).await? else {
-                return Err(StoreError::UnknownBatch(batch_id.to_string()));
+            // `take`: what the caller read serves the first attempt only.
+            let (header, header_version) = match read.header.take() {
+                Some(known) => known,
+                None => self
+                    .versioned_header(batch_id)
+                    .await?
+                    .ok_or_else(|| StoreError::UnknownBatch(batch_id.to_string()))?,
             };
-            let read = ("reading the game date pointer", "decoding the game date pointer");
-            let pointer: Option<(GameDatePointer, _)> =
-                self.versioned(&root, GAME_DATES, &header.game_date, read).await?;
+            let pointer = match read.pointer.take() {
+                Some(known) => known,
+                None => self.versioned_pointer(&header.game_date).await?,
+            };
             let now = FirestoreInstant::now();
-            let decision = decide_finish(&header, pointer.as_ref().map(|(p, _)| p), me, totals, failure_reason, now);
+            let decision = decide_finish(&header, pointer.pointer.as_ref(), me, totals, failure_reason, now);
             let (mut finished, flipped) = match decision {
                 FinishDecision::NotOwner => return Ok(FinishOutcome::NotOwner(header)),
                 FinishDecision::AlreadyFinished => return Ok(FinishOutcome::Finished(header)),
                 FinishDecision::Finish { header, pointer } => (*header, pointer),
             };
             finished.header_writes += 1;
-            let pointer_version = pointer.as_ref().and_then(|(_, version)| *version);
+            let pointer_version = pointer.version;
             if flipped.is_some() && pointer_version.is_none() {
                 let message = "game date pointer without update time".to_string();
                 return Err(StoreError::BatchWriteFailed { code: 0, message });
@@ -223,6 +253,14 @@ impl BatchStore {
             })
             .await?;
         Ok(claimed.unwrap_or(false))
+    }
+
+    /// The date's pointer with its `update_time`, for a write guarded by it.
+    pub async fn versioned_pointer(&self, game_date: &str) -> Result<PointerRead, StoreError> {
+        let root = self.db.get_documents_path().clone();
+        let read = ("reading the game date pointer", "decoding the game date pointer");
+        let pointer: Option<(GameDatePointer, _)> = self.versioned(&root, GAME_DATES, game_date, read).await?;
+        Ok(pointer.map(|(pointer, version)| PointerRead { pointer: Some(pointer), version }).unwrap_or_default())
     }
 
     /// The date's pointer (the fence and the published generation), read outside a transaction.

@@ -10,6 +10,7 @@
 //! costs one read.
 
 use firestore::{FirestoreInstant, FirestoreWritePrecondition};
+use serde::Deserialize;
 
 use super::{BatchStore, StoreError, firestore_error};
 use crate::batch::documents::{BATCHES, BatchHeader};
@@ -39,6 +40,18 @@ impl BatchStore {
         (metric, operation): (&'static str, &'static str),
         decide: impl FnMut(&mut BatchHeader) -> HeaderChange<T>,
     ) -> Result<Option<T>, StoreError> {
+        Ok(self.change_header_versioned(batch_id, (metric, operation), decide).await?.map(|(answer, _)| answer))
+    }
+
+    /// [`Self::change_header`], also answering the header's `update_time` after the decision: of the
+    /// write when it wrote (`None` if the answer carried none), of the read when it kept the header.
+    /// A caller that guards its next write of the header with it spares that write a read.
+    pub(crate) async fn change_header_versioned<T>(
+        &self,
+        batch_id: &str,
+        (metric, operation): (&'static str, &'static str),
+        decide: impl FnMut(&mut BatchHeader) -> HeaderChange<T>,
+    ) -> Result<Option<(T, Option<FirestoreInstant>)>, StoreError> {
         let attempts = TransactionAttempts::new(metric);
         let result = self.decide_and_write(batch_id, operation, decide, &attempts).await;
         attempts.finish(result)
@@ -50,7 +63,7 @@ impl BatchStore {
         operation: &'static str,
         mut decide: impl FnMut(&mut BatchHeader) -> HeaderChange<T>,
         attempts: &TransactionAttempts,
-    ) -> Result<Option<T>, StoreError> {
+    ) -> Result<Option<(T, Option<FirestoreInstant>)>, StoreError> {
         let mut races = 0;
         loop {
             attempts.attempt();
@@ -58,7 +71,7 @@ impl BatchStore {
                 return Ok(None);
             };
             let answer = match decide(&mut header) {
-                HeaderChange::Keep(answer) => return Ok(Some(answer)),
+                HeaderChange::Keep(answer) => return Ok(Some((answer, Some(version)))),
                 HeaderChange::Write(answer) => answer,
             };
             header.header_writes += 1;
@@ -70,10 +83,10 @@ impl BatchStore {
                 .precondition(FirestoreWritePrecondition::UpdateTime(version))
                 .document_id(batch_id)
                 .object(&header)
-                .execute::<BatchHeader>()
+                .execute::<WriteTime>()
                 .await;
             match written {
-                Ok(_) => return Ok(Some(answer)),
+                Ok(written) => return Ok(Some((answer, written.updated))),
                 Err(error) if is_precondition_failure(&error) && races < MAX_RACES => races += 1,
                 Err(error) => return Err(firestore_error(operation)(error)),
             }
@@ -93,6 +106,14 @@ impl BatchStore {
             (header, version)
         }))
     }
+}
+
+/// The `update_time` a write answers with (firestore-rs hands the returned document's update time to
+/// serde as the field `_firestore_updated`).
+#[derive(Deserialize)]
+struct WriteTime {
+    #[serde(rename = "_firestore_updated", default)]
+    updated: Option<FirestoreInstant>,
 }
 
 /// A guarded write that lost its race: the document changed (FAILED_PRECONDITION) or is gone.

@@ -13,12 +13,13 @@ mod transaction;
 
 pub use begin::{BeginOutcome, NewBatch};
 pub use completion::{CompletionRecord, ItemRecord, ItemRedrive, VersionedMarker};
-pub use finalize::{ClaimOutcome, FinishOutcome};
+pub use finalize::{ClaimOutcome, FinishOutcome, FinishRead, PointerRead};
 pub(crate) use header::is_precondition_failure;
 pub(crate) use transaction::CountedTransaction;
 
 use firestore::errors::FirestoreError;
-use firestore::{FirestoreDb, FirestoreInstant};
+use firestore::{FirestoreDb, FirestoreDocument, FirestoreInstant};
+use futures::TryStreamExt;
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -151,9 +152,13 @@ impl BatchStore {
         Ok(Some((value, version)))
     }
 
-    /// Ids of the items of `batch_id` in `status`, in id order.
+    /// Ids of the items of `batch_id` in `status`, in id order. Read with a projection on the status
+    /// alone, so that a resumed batch's fan-out holds its pending ids, not their markers.
     pub async fn items_in(&self, batch_id: &str, status: ItemStatus) -> Result<Vec<String>, StoreError> {
-        Ok(self.markers_in(batch_id, status).await?.into_iter().map(|(id, _)| id).collect())
+        let documents = self.item_documents(batch_id, status, true).await?;
+        let mut ids: Vec<String> = documents.map_ok(|d| document_id(&d).to_string()).try_collect().await?;
+        ids.sort();
+        Ok(ids)
     }
 
     /// The items of `batch_id` in `status` with their markers (error, completions), in id order.
@@ -162,28 +167,39 @@ impl BatchStore {
         batch_id: &str,
         status: ItemStatus,
     ) -> Result<Vec<(String, ItemMarker)>, StoreError> {
+        let documents = self.item_documents(batch_id, status, false).await?;
+        let mut markers: Vec<(String, ItemMarker)> = documents
+            .and_then(|d| async move {
+                let marker = FirestoreDb::deserialize_doc_to::<ItemMarker>(&d)
+                    .map_err(firestore_error("decoding an item marker"))?;
+                Ok((document_id(&d).to_string(), marker))
+            })
+            .try_collect()
+            .await?;
+        markers.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(markers)
+    }
+
+    /// The marker documents of `batch_id`'s items in `status`, streamed: with their `status` field
+    /// only when `ids_only`.
+    async fn item_documents(
+        &self,
+        batch_id: &str,
+        status: ItemStatus,
+        ids_only: bool,
+    ) -> Result<impl futures::Stream<Item = Result<FirestoreDocument, StoreError>> + use<>, StoreError> {
         let parent = self.batch_path(batch_id)?;
         let status_text = serde_json::to_value(status).ok().and_then(|v| v.as_str().map(String::from));
-        let documents = self
-            .db
-            .fluent()
-            .select()
+        let select = self.db.fluent().select();
+        let select = if ids_only { select.fields(["status"]) } else { select };
+        let documents = select
             .from(ITEMS)
             .parent(parent)
             .filter(|q| q.for_all([q.field("status").eq(status_text.clone().unwrap_or_default())]))
-            .query()
+            .stream_query_with_errors()
             .await
             .map_err(firestore_error("listing item markers"))?;
-        let mut markers = documents
-            .iter()
-            .map(|d| {
-                let marker = FirestoreDb::deserialize_doc_to::<ItemMarker>(d)
-                    .map_err(firestore_error("decoding an item marker"))?;
-                Ok((document_id(d).to_string(), marker))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        markers.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(markers)
+        Ok(documents.map_err(firestore_error("listing item markers")))
     }
 
     /// Sums the counter shards with one aggregation query (billed as one read, whatever the shard count).
