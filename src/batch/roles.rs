@@ -112,8 +112,9 @@ impl<D: BatchDomain> MessageHandler for CompletionRole<D> {
 }
 
 /// Worker: `prediction-requests-worker`. Reads the item's marker and the domain's inputs in one
-/// request, computes the item (unless it is terminal already), records it (result, marker and shard count in one guarded commit), then
-/// announces it; the request is acked only after the announcement is published.
+/// request, computes the item (unless it is terminal already), records it (result, marker and shard
+/// count in one guarded commit), then announces it; the request is acked only after the announcement
+/// is published.
 pub struct WorkerRole<H> {
     handler: Arc<H>,
     store: BatchStore,
