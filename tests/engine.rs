@@ -11,7 +11,7 @@ use common::harness::{DATE, Harness, completion, date, items, request, trigger};
 use common::test_domain::{Prediction, Staged, TestWorker, consolidation_calls, predictions};
 use common::wait_for;
 use props_pipeline::batch::documents::{BatchHeader, ItemStatus, batch_id_for};
-use props_pipeline::batch::domain::{ItemHandler, ItemOutcome};
+use props_pipeline::batch::domain::{ItemHandler, ItemInputs, ItemOutcome};
 use props_pipeline::batch::engine::{CompletionReport, FinalizeReport, TriggerReport};
 use props_pipeline::batch::roles::{CompletionRole, WorkerReport, WorkerRole};
 use props_pipeline::batch::settings::EngineSettings;
@@ -134,9 +134,9 @@ struct TwinWorker {
 impl ItemHandler for TwinWorker {
     type Result = Staged;
 
-    async fn handle_item(&self, request: &RequestMessage) -> ItemOutcome<Staged> {
+    async fn handle_item(&self, request: &RequestMessage, inputs: &ItemInputs) -> ItemOutcome<Staged> {
         self.barrier.wait().await;
-        self.inner.handle_item(request).await
+        self.inner.handle_item(request, inputs).await
     }
 }
 

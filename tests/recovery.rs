@@ -17,7 +17,7 @@ use common::{TestEnv, fast_retry_policy, wait_for};
 use firestore::{FirestoreDb, FirestoreInstant};
 use props_pipeline::batch::dead_letters::DeadLetterRecord;
 use props_pipeline::batch::documents::{ItemStatus, batch_id_for};
-use props_pipeline::batch::domain::{ItemHandler, ItemOutcome};
+use props_pipeline::batch::domain::{ItemHandler, ItemInputs, ItemOutcome};
 use props_pipeline::batch::engine::FinalizeReport;
 use props_pipeline::batch::redrive::ItemRedriveReport;
 use props_pipeline::batch::roles::WorkerRole;
@@ -91,11 +91,11 @@ struct OutageWorker {
 impl ItemHandler for OutageWorker {
     type Result = Staged;
 
-    async fn handle_item(&self, request: &RequestMessage) -> ItemOutcome<Staged> {
+    async fn handle_item(&self, request: &RequestMessage, inputs: &ItemInputs) -> ItemOutcome<Staged> {
         if request.player_lookup == self.flaky && self.deliveries.fetch_add(1, Ordering::SeqCst) < self.fail_first {
             return ItemOutcome::Retry("firestore reading player logs failed: Internal, GoAway (test)".into());
         }
-        self.inner.handle_item(request).await
+        self.inner.handle_item(request, inputs).await
     }
 }
 

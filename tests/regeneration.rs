@@ -11,7 +11,7 @@ use common::nba::{NbaEnv, final_header};
 use common::wait_for;
 use props_pipeline::batch::audit::AuditOutcome;
 use props_pipeline::batch::documents::batch_id_for;
-use props_pipeline::batch::domain::{ItemHandler, ItemOutcome};
+use props_pipeline::batch::domain::{ItemHandler, ItemInputs, ItemOutcome};
 use props_pipeline::batch::settings::EngineSettings;
 use props_pipeline::batch::state::BatchState;
 use props_pipeline::messages::{RequestMessage, TriggerMessage, TriggerMode};
@@ -31,11 +31,15 @@ struct FailsGenerationTwo(NbaWorker);
 impl ItemHandler for FailsGenerationTwo {
     type Result = PlayerPrediction;
 
-    async fn handle_item(&self, request: &RequestMessage) -> ItemOutcome<PlayerPrediction> {
+    fn input_documents(&self, request: &RequestMessage) -> Vec<String> {
+        self.0.input_documents(request)
+    }
+
+    async fn handle_item(&self, request: &RequestMessage, inputs: &ItemInputs) -> ItemOutcome<PlayerPrediction> {
         if request.generation == 2 {
             return ItemOutcome::Failed("model service unavailable (test)".into());
         }
-        self.0.handle_item(request).await
+        self.0.handle_item(request, inputs).await
     }
 }
 

@@ -14,7 +14,7 @@ use common::{fast_retry_policy, poll_until};
 use firestore::FirestoreInstant;
 use props_pipeline::batch::dead_letters::DeadLetterRecord;
 use props_pipeline::batch::documents::{BATCHES, BatchHeader, ItemStatus, batch_id_for};
-use props_pipeline::batch::domain::{ItemHandler, ItemOutcome};
+use props_pipeline::batch::domain::{ItemHandler, ItemInputs, ItemOutcome};
 use props_pipeline::batch::roles::WorkerRole;
 use props_pipeline::batch::settings::EngineSettings;
 use props_pipeline::batch::state::BatchState;
@@ -35,11 +35,11 @@ struct RetryingWorker {
 impl ItemHandler for RetryingWorker {
     type Result = Staged;
 
-    async fn handle_item(&self, request: &RequestMessage) -> ItemOutcome<Staged> {
+    async fn handle_item(&self, request: &RequestMessage, inputs: &ItemInputs) -> ItemOutcome<Staged> {
         if self.retry_forever.contains(&request.player_lookup) {
             return ItemOutcome::Retry(format!("{} is never ready (test)", request.player_lookup));
         }
-        self.inner.handle_item(request).await
+        self.inner.handle_item(request, inputs).await
     }
 }
 

@@ -2,6 +2,11 @@
 //! on a finished batch before it is published. The engine calls these; it never looks inside items or
 //! results.
 
+use std::collections::HashMap;
+
+use firestore::FirestoreDb;
+use firestore::errors::FirestoreError;
+use firestore::gcloud_sdk::google::firestore::v1::Document;
 use thiserror::Error;
 
 use super::documents::BatchHeader;
@@ -74,14 +79,50 @@ pub enum ItemOutcome<R> {
     Retry(String),
 }
 
+/// The documents an item's handler asked for ([`ItemHandler::input_documents`]), as the engine read
+/// them with the item's marker: by full resource name; a document that does not exist is absent.
+#[derive(Debug, Clone, Default)]
+pub struct ItemInputs {
+    documents: HashMap<String, Document>,
+}
+
+impl ItemInputs {
+    pub fn new(documents: HashMap<String, Document>) -> Self {
+        Self { documents }
+    }
+
+    /// The document named `name`, if it exists.
+    pub fn document(&self, name: &str) -> Option<&Document> {
+        self.documents.get(name)
+    }
+
+    /// The document named `name` decoded as `T`; `None` if it does not exist.
+    pub fn decode<T: for<'de> serde::Deserialize<'de>>(&self, name: &str) -> Result<Option<T>, FirestoreError> {
+        self.document(name).map(FirestoreDb::deserialize_doc_to).transpose()
+    }
+}
+
 /// The worker's side of a domain.
 pub trait ItemHandler: Send + Sync + 'static {
     /// The document a done item's result is stored as (read back by the domain's consolidation with
     /// [`super::store::BatchStore::staged_results`]).
     type Result: serde::Serialize + for<'de> serde::Deserialize<'de> + Send + Sync + 'static;
 
-    /// Computes one item and returns its outcome; the engine records it (result, marker and count in
-    /// one commit). Called at least once per item, and not again once the item is recorded, so it
-    /// should write nothing itself.
-    fn handle_item(&self, request: &RequestMessage) -> impl Future<Output = ItemOutcome<Self::Result>> + Send;
+    /// The documents handling `request` reads, as full resource names
+    /// (`projects/{p}/databases/{d}/documents/...`, see `FirestoreDb::get_documents_path`). The engine
+    /// reads them in the same `BatchGetDocuments` as the item's marker, so an item costs one read
+    /// request whatever it needs, and hands them to [`Self::handle_item`]. Default: none.
+    fn input_documents(&self, request: &RequestMessage) -> Vec<String> {
+        let _ = request;
+        Vec::new()
+    }
+
+    /// Computes one item from `inputs` (what [`Self::input_documents`] named, as read) and returns its
+    /// outcome; the engine records it (result, marker and count in one commit). Called at least once
+    /// per item, and not again once the item is recorded, so it should write nothing itself.
+    fn handle_item(
+        &self,
+        request: &RequestMessage,
+        inputs: &ItemInputs,
+    ) -> impl Future<Output = ItemOutcome<Self::Result>> + Send;
 }

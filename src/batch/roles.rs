@@ -111,9 +111,10 @@ impl<D: BatchDomain> MessageHandler for CompletionRole<D> {
     }
 }
 
-/// Worker: `prediction-requests-worker`. Reads the item's marker, computes the item (unless it is
-/// terminal already), records it (result, marker and shard count in one guarded commit), then
-/// announces it; the request is acked only after the announcement is published.
+/// Worker: `prediction-requests-worker`. Reads the item's marker and the domain's inputs in one
+/// request, computes the item (unless it is terminal already), records it (result, marker and shard
+/// count in one guarded commit), then announces it; the request is acked only after the announcement
+/// is published.
 pub struct WorkerRole<H> {
     handler: Arc<H>,
     store: BatchStore,
@@ -142,14 +143,18 @@ impl<H: ItemHandler> WorkerRole<H> {
 
     /// Reads, works, records: everything a delivery does but the announcement.
     pub async fn record(&self, request: &RequestMessage) -> Result<WorkerReport, StoreError> {
-        let Some(read) = self.store.item_version(&request.batch_id, &request.player_lookup).await? else {
+        // One read: the marker (with the version the record is guarded by) and what the item needs.
+        let names = self.handler.input_documents(request);
+        let Some((read, inputs)) =
+            self.store.item_with_inputs(&request.batch_id, &request.player_lookup, names).await?
+        else {
             return Ok(WorkerReport::UnknownItem);
         };
         if let Some(again) = reannouncement(&read.0, request) {
             tracing::debug!("item terminal already; announcing it again without working");
             return Ok(WorkerReport::Duplicate(again));
         }
-        let (completion, result) = match self.handler.handle_item(request).await {
+        let (completion, result) = match self.handler.handle_item(request, &inputs).await {
             ItemOutcome::Done { result, predictions_count } => {
                 tracing::debug!(predictions_count, "item done");
                 (CompletionMessage::ok(request, predictions_count), Some(result))

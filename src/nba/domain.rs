@@ -4,11 +4,11 @@
 
 use firestore::FirestoreDb;
 
-use super::inputs::worker_inputs;
+use super::inputs::InputNames;
 use super::model::{ModelConfig, ModelError, league_model_version, predict};
 use super::store::{slate_header, slate_players};
 use super::types::PlayerPrediction;
-use crate::batch::domain::{BatchDomain, DomainError, ItemHandler, ItemOutcome};
+use crate::batch::domain::{BatchDomain, DomainError, ItemHandler, ItemInputs, ItemOutcome};
 use crate::batch::store::{BatchStore, StoreError};
 use crate::messages::{GameDate, RequestMessage};
 
@@ -71,8 +71,13 @@ impl NbaWorker {
 impl ItemHandler for NbaWorker {
     type Result = PlayerPrediction;
 
-    async fn handle_item(&self, request: &RequestMessage) -> ItemOutcome<PlayerPrediction> {
-        match self.predict(request).await {
+    /// The slate's header, the player's slate entry and logs, read with the item's marker.
+    fn input_documents(&self, request: &RequestMessage) -> Vec<String> {
+        self.input_names(request).all()
+    }
+
+    async fn handle_item(&self, request: &RequestMessage, inputs: &ItemInputs) -> ItemOutcome<PlayerPrediction> {
+        match self.predict(request, inputs) {
             Ok(outcome) => outcome,
             Err(DomainError::Permanent(reason)) => ItemOutcome::Failed(reason),
             Err(DomainError::Transient(reason)) => ItemOutcome::Retry(reason),
@@ -81,11 +86,19 @@ impl ItemHandler for NbaWorker {
 }
 
 impl NbaWorker {
-    async fn predict(&self, request: &RequestMessage) -> Result<ItemOutcome<PlayerPrediction>, DomainError> {
-        let db = self.store.db();
+    fn input_names(&self, request: &RequestMessage) -> InputNames {
+        InputNames::of(self.store.db(), &request.game_date.to_string(), &request.player_lookup)
+    }
+
+    /// A missing slate or entry fails the item; missing logs are no history (the model skips it).
+    fn predict(
+        &self,
+        request: &RequestMessage,
+        inputs: &ItemInputs,
+    ) -> Result<ItemOutcome<PlayerPrediction>, DomainError> {
         let date = request.game_date.to_string();
         let player = &request.player_lookup;
-        let inputs = worker_inputs(db, &date, player).await.map_err(storage)?;
+        let inputs = self.input_names(request).decode(inputs).map_err(storage)?;
         let header = inputs.slate.ok_or_else(|| DomainError::Permanent(format!("no slate for {date}")))?;
         let entry =
             inputs.entry.ok_or_else(|| DomainError::Permanent(format!("{player} is not on the {date} slate")))?;

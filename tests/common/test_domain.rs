@@ -8,7 +8,9 @@ use std::sync::Mutex;
 use firestore::FirestoreDb;
 use futures::FutureExt;
 use props_pipeline::batch::documents::BatchHeader;
-use props_pipeline::batch::domain::{BatchDomain, ConsolidationReport, DomainError, ItemHandler, ItemOutcome};
+use props_pipeline::batch::domain::{
+    BatchDomain, ConsolidationReport, DomainError, ItemHandler, ItemInputs, ItemOutcome,
+};
 use props_pipeline::batch::store::BatchStore;
 use props_pipeline::messages::{GameDate, RequestMessage};
 use serde::{Deserialize, Serialize};
@@ -188,7 +190,7 @@ pub struct TestWorker {
 impl ItemHandler for TestWorker {
     type Result = Staged;
 
-    async fn handle_item(&self, request: &RequestMessage) -> ItemOutcome<Staged> {
+    async fn handle_item(&self, request: &RequestMessage, _: &ItemInputs) -> ItemOutcome<Staged> {
         if self.failing.contains(&request.player_lookup) {
             return ItemOutcome::Failed(format!("{} always fails (test)", request.player_lookup));
         }
@@ -205,10 +207,10 @@ pub struct SkippingWorker {
 impl ItemHandler for SkippingWorker {
     type Result = Staged;
 
-    async fn handle_item(&self, request: &RequestMessage) -> ItemOutcome<Staged> {
+    async fn handle_item(&self, request: &RequestMessage, inputs: &ItemInputs) -> ItemOutcome<Staged> {
         if self.skipping.contains(&request.player_lookup) {
             return ItemOutcome::Skipped(format!("{} has too little data (test)", request.player_lookup));
         }
-        self.inner.handle_item(request).await
+        self.inner.handle_item(request, inputs).await
     }
 }

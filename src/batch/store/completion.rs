@@ -103,12 +103,6 @@ impl BatchStore {
         attempts.finish(recorded)
     }
 
-    /// The item's marker with its version, or `None` when the batch has no such item.
-    pub async fn item_version(&self, batch_id: &str, item: &str) -> Result<Option<VersionedMarker>, StoreError> {
-        let parent = self.batch_path(batch_id)?;
-        self.versioned_marker(&parent, item).await
-    }
-
     async fn record_guarded<T>(
         &self,
         completion: &CompletionMessage,

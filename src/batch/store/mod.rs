@@ -10,6 +10,7 @@ mod finalize;
 mod header;
 mod sweep;
 mod transaction;
+mod worker_read;
 
 pub use begin::{BeginOutcome, NewBatch};
 pub use completion::{CompletionRecord, ItemRecord, ItemRedrive, VersionedMarker};
