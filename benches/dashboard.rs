@@ -51,7 +51,7 @@ fn header(batch_id: &str, date: &str, generation: u64, state: BatchState, expect
         done_count: finished.then_some(expected - 2),
         failed_count: finished.then_some(2),
         skipped_count: None,
-        predictions_count: finished.then_some((expected - 2) * 4),
+        results_count: finished.then_some((expected - 2) * 4),
         coverage: finished.then(|| (expected - 2) as f64 / expected as f64),
         failure_reason: None,
         superseded_by: None,
@@ -120,7 +120,7 @@ async fn write_big_batch(db: &FirestoreDb) {
             let mut marker = ItemMarker::pending();
             if i % 10 == 0 {
                 marker =
-                    ItemMarker { status: ItemStatus::Done, attempts: 1, predictions_count: 4, ..ItemMarker::pending() };
+                    ItemMarker { status: ItemStatus::Done, attempts: 1, results_count: 4, ..ItemMarker::pending() };
             } else if i % 97 == 0 {
                 marker = ItemMarker {
                     status: ItemStatus::Failed,

@@ -187,7 +187,7 @@ async fn a_season_of_backfill_under_faults_and_outages_completes_every_date() {
     let items: u64 = headers.iter().map(|h| h.expected_count).sum();
     let done: u64 = headers.iter().filter_map(|h| h.done_count).sum();
     let skipped: u64 = headers.iter().filter_map(|h| h.skipped_count).sum();
-    let predictions: u64 = headers.iter().filter_map(|h| h.predictions_count).sum();
+    let predictions: u64 = headers.iter().filter_map(|h| h.results_count).sum();
     let redrives: u64 = headers.iter().map(|h| h.redrive_count).sum();
     let coverage: Vec<f64> = headers.iter().filter_map(|h| h.coverage).collect();
     let lowest = coverage.iter().copied().fold(1.0, f64::min);

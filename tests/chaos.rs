@@ -165,7 +165,7 @@ async fn kills_duplicates_malformed_messages_and_a_regeneration_lose_nothing() {
     assert_eq!(current.len(), done.len(), "one current prediction per done item");
     assert!(current.iter().all(|p| p.generation == last.generation && p.batch_id == second));
     let props: usize = current.iter().map(|p| p.prediction.props.len()).sum();
-    assert_eq!(Some(props as u64), last.predictions_count, "predictions count is exact");
+    assert_eq!(Some(props as u64), last.results_count, "predictions count is exact");
     assert_eq!(export.players.len(), done.len(), "the export holds every current prediction");
 
     // Each generation finished at most once, and exactly once when COMPLETE; exported at most once.

@@ -44,7 +44,7 @@ async fn five_hundred_item_batch_completes_with_one_finalize_and_constant_header
     assert!(current.iter().all(|p| p.batch_id == batch_id && p.superseded_by.is_none()));
     assert_eq!(consolidation_calls(&db, &batch_id).await, 1, "exactly one finalize");
     assert_eq!(ready.len(), 1, "one ready event: {ready:?}");
-    assert_eq!((ready[0].batch_id.as_str(), ready[0].predictions_count), (batch_id.as_str(), 500));
+    assert_eq!((ready[0].batch_id.as_str(), ready[0].results_count), (batch_id.as_str(), 500));
     // create, seal, claim, finish, ready: completions never write the header.
     assert!(header.header_writes <= 5, "header written {} times for 500 items", header.header_writes);
     let shards = store.shards(&batch_id).await.unwrap();
@@ -80,7 +80,7 @@ async fn every_completion_three_times_shuffled_counts_once() {
     harness.stop().await;
 
     assert_eq!(header.state, BatchState::Complete);
-    assert_eq!((totals.done, totals.failed, totals.predictions), (60, 0, 60), "each item counted once");
+    assert_eq!((totals.done, totals.failed, totals.results), (60, 0, 60), "each item counted once");
     assert_eq!(consolidation_calls(&db, &batch_id).await, 1);
     assert_eq!(ready.len(), 1, "{ready:?}");
 }
@@ -115,7 +115,7 @@ async fn twin_completions_of_one_item_record_once_and_the_loser_sees_a_duplicate
     let totals = harness.store.totals(&batch_id).await.unwrap();
     let shards = harness.store.shards(&batch_id).await.unwrap();
     harness.stop().await;
-    assert_eq!((totals.done, totals.failed, totals.predictions), (20, 0, 20), "each item counted once");
+    assert_eq!((totals.done, totals.failed, totals.results), (20, 0, 20), "each item counted once");
     assert!(header.shards_count_down, "a batch begun with its items counts its shards down");
     assert!(
         shards.iter().all(|s| s.recorded == s.done + s.failed + s.skipped),
@@ -167,7 +167,7 @@ async fn twin_request_deliveries_record_once_and_the_loser_sees_a_duplicate() {
         };
         assert!(winner.recorded && winner.shard_remaining.is_some_and(|left| left >= 0), "{winner:?}");
         assert!(loser.recorded && loser.shard_remaining.is_none(), "re-announced, shard unknown: {loser:?}");
-        assert_eq!((loser.status, loser.predictions_count), (winner.status, winner.predictions_count));
+        assert_eq!((loser.status, loser.results_count), (winner.status, winner.results_count));
         let marker = harness.store.item(&batch_id, &item).await.unwrap().unwrap();
         assert_eq!((marker.status, marker.attempts), (ItemStatus::Done, 1), "item {item}");
     }
@@ -179,7 +179,7 @@ async fn twin_request_deliveries_record_once_and_the_loser_sees_a_duplicate() {
     let shards = harness.store.shards(&batch_id).await.unwrap();
     harness.stop().await;
     assert_eq!(staged.len(), 20, "one result per item, written with its marker");
-    assert_eq!((totals.done, totals.failed, totals.predictions), (20, 0, 20), "each item counted once");
+    assert_eq!((totals.done, totals.failed, totals.results), (20, 0, 20), "each item counted once");
     assert!(
         shards.iter().all(|s| s.recorded == s.done + s.failed + s.skipped),
         "every shard counted each of its items once: {shards:?}"
@@ -225,7 +225,7 @@ async fn every_announcement_three_times_shuffled_changes_nothing_and_only_emptie
     harness.stop().await;
     assert_eq!(unread, 3 * (60 - emptied), "every announcement of a shard with items to go is acked unread");
     assert_eq!(final_header.state, BatchState::Complete);
-    assert_eq!((totals.done, totals.failed, totals.predictions), (60, 0, 60), "each item counted once");
+    assert_eq!((totals.done, totals.failed, totals.results), (60, 0, 60), "each item counted once");
     assert_eq!(consolidation_calls(&db, &batch_id).await, 1);
     assert_eq!(ready.len(), 1, "{ready:?}");
 }
@@ -405,7 +405,7 @@ async fn an_empty_slate_completes_at_once() {
     assert!(header.ready_message_id.is_some());
     let ready = harness.ready_events(Duration::from_secs(5)).await;
     assert_eq!(ready.len(), 1);
-    assert_eq!(ready[0].predictions_count, 0);
+    assert_eq!(ready[0].results_count, 0);
 }
 
 /// Begin writes no counter shard; the items' markers name their shard (blocks of `ceil(25 / 3)` = 9
@@ -442,7 +442,7 @@ async fn shards_are_blocks_created_by_their_first_item_and_the_newest_one_is_the
     harness.stop().await;
     assert_eq!(shards.len(), 1, "only the shard counted on exists: {shards:?}");
     let shard = shards[0];
-    assert_eq!((shard.recorded, shard.done, shard.failed, shard.skipped, shard.predictions), (7, 7, 0, 0, 7));
+    assert_eq!((shard.recorded, shard.done, shard.failed, shard.skipped, shard.results), (7, 7, 0, 0, 7));
     let touched = shard.touched_at.expect("the commit stamps the shard");
     assert!(activity >= touched, "last activity {activity:?} is the newest shard's ({touched:?})");
     assert!(header.sealed_at.is_some_and(|sealed| activity > sealed), "later than the seal");

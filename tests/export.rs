@@ -52,7 +52,7 @@ async fn a_batch_larger_than_a_page_is_exported_once_per_player_in_player_order(
         game_date: DATE.parse().expect("a date"),
         batch_id: "b1".into(),
         generation: 1,
-        predictions_count: PLAYERS as u64,
+        results_count: PLAYERS as u64,
         failed_count: 0,
     };
     let outcome = exporter.export(&ready).await.expect("export");

@@ -175,7 +175,7 @@ async fn faults_and_outages_on_every_call_lose_nothing_and_dead_letter_nothing()
     assert_eq!(current.len(), done.len(), "one current prediction per done item");
     assert!(current.iter().all(|p| p.generation == last.generation && p.batch_id == last_id));
     let props: usize = current.iter().map(|p| p.prediction.props.len()).sum();
-    assert_eq!(Some(props as u64), last.predictions_count, "predictions count is exact");
+    assert_eq!(Some(props as u64), last.results_count, "predictions count is exact");
     assert_eq!(export.players.len(), done.len(), "the export holds every current prediction");
     assert_eq!(export.generation, last.generation, "the export is the final generation");
     checks.insert(

@@ -92,7 +92,7 @@ impl ItemHandler for OutageWorker {
     type Result = Staged;
 
     async fn handle_item(&self, request: &RequestMessage, inputs: &ItemInputs) -> ItemOutcome<Staged> {
-        if request.player_lookup == self.flaky && self.deliveries.fetch_add(1, Ordering::SeqCst) < self.fail_first {
+        if request.item == self.flaky && self.deliveries.fetch_add(1, Ordering::SeqCst) < self.fail_first {
             return ItemOutcome::Retry("firestore reading player logs failed: Internal, GoAway (test)".into());
         }
         self.inner.handle_item(request, inputs).await
@@ -207,7 +207,7 @@ async fn put_predictions(db: &FirestoreDb, batch_id: &str, generation: u64) {
 }
 
 fn ready(batch_id: &str, generation: u64) -> ReadyMessage {
-    ReadyMessage { game_date: date(), batch_id: batch_id.into(), generation, predictions_count: 8, failed_count: 0 }
+    ReadyMessage { game_date: date(), batch_id: batch_id.into(), generation, results_count: 8, failed_count: 0 }
 }
 
 fn generation_in(path: &std::path::Path) -> u64 {
@@ -257,7 +257,7 @@ async fn one_dead_letter_counts_one_redrive_and_the_cap_fails_the_item() {
         batch_id: header.batch_id.clone(),
         generation: header.generation,
         game_date: date(),
-        player_lookup: "player0001".into(),
+        item: "player0001".into(),
         correlation_id: header.correlation_id.clone(),
     };
     let reason = "not acknowledged after 5 delivery attempts";

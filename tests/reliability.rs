@@ -36,8 +36,8 @@ impl ItemHandler for RetryingWorker {
     type Result = Staged;
 
     async fn handle_item(&self, request: &RequestMessage, inputs: &ItemInputs) -> ItemOutcome<Staged> {
-        if self.retry_forever.contains(&request.player_lookup) {
-            return ItemOutcome::Retry(format!("{} is never ready (test)", request.player_lookup));
+        if self.retry_forever.contains(&request.item) {
+            return ItemOutcome::Retry(format!("{} is never ready (test)", request.item));
         }
         self.inner.handle_item(request, inputs).await
     }
@@ -54,7 +54,7 @@ struct LosingWorker {
 impl MessageHandler for LosingWorker {
     async fn handle(&self, delivery: &Delivery) -> Outcome {
         let request = RequestMessage::parse(&delivery.data).expect("engine requests are valid");
-        if self.seen.lock().unwrap().insert(request.player_lookup.clone()) {
+        if self.seen.lock().unwrap().insert(request.item.clone()) {
             self.lost.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             return Outcome::Ack;
         }

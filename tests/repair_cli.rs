@@ -36,7 +36,7 @@ async fn missing_lists_pending_items_and_redrive_republishes_exactly_those() {
         batch_id: batch_id.clone(),
         generation: header.generation,
         game_date: date(),
-        player_lookup: "player0005".into(),
+        item: "player0005".into(),
         correlation_id: String::new(),
     };
     let failed = CompletionMessage::failed(&request, "1 usable games before the game date, 3 required");
@@ -69,7 +69,7 @@ async fn missing_lists_pending_items_and_redrive_republishes_exactly_those() {
     let subscription = harness.channel(ChannelKind::Request).subscription;
     let received = harness.env.pull(&subscription, 9, Duration::from_secs(20)).await;
     let mut players: Vec<String> =
-        received.iter().map(|m| RequestMessage::parse(&m.data).expect("a valid request").player_lookup).collect();
+        received.iter().map(|m| RequestMessage::parse(&m.data).expect("a valid request").item).collect();
     players.sort();
     assert_eq!(players.len(), 9, "{players:?}");
     for pending in ["player0000", "player0002", "player0003"] {

@@ -20,7 +20,7 @@ use props_pipeline::nba::model::ModelConfig;
 fn skipped(ok: &CompletionMessage, reason: &str) -> CompletionMessage {
     CompletionMessage {
         status: CompletionStatus::Skipped,
-        predictions_count: 0,
+        results_count: 0,
         error: Some(reason.to_string()),
         ..ok.clone()
     }
@@ -29,7 +29,7 @@ fn skipped(ok: &CompletionMessage, reason: &str) -> CompletionMessage {
 fn failed(ok: &CompletionMessage) -> CompletionMessage {
     CompletionMessage {
         status: CompletionStatus::Failed,
-        predictions_count: 0,
+        results_count: 0,
         error: Some("broken (test)".into()),
         ..ok.clone()
     }

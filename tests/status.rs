@@ -32,11 +32,11 @@ async fn status_json_shows_state_and_progress_of_each_batch() {
         batch_id: "2024-05-01-mm1".into(),
         generation: 1,
         game_date: date,
-        player_lookup: "a".into(),
+        item: "a".into(),
         correlation_id: String::new(),
     };
     engine.complete(&CompletionMessage::ok(&request, 4)).await.unwrap();
-    let request = RequestMessage { player_lookup: "b".into(), ..request };
+    let request = RequestMessage { item: "b".into(), ..request };
     engine.complete(&CompletionMessage::failed(&request, "no history")).await.unwrap();
 
     let output = status(&env, &["--json", "--game-date", "2024-05-01"]);

@@ -57,7 +57,7 @@ async fn a_worker_reads_once_and_commits_once_per_item() {
         batch_id: header.batch_id.clone(),
         generation: header.generation,
         game_date: DATE.parse().unwrap(),
-        player_lookup: item.clone(),
+        item: item.clone(),
         correlation_id: String::new(),
     };
     let mut seen = BTreeMap::new();

@@ -129,7 +129,7 @@ pub fn new_header(
         done_count: None,
         failed_count: None,
         skipped_count: None,
-        predictions_count: None,
+        results_count: None,
         coverage: None,
         failure_reason: None,
         superseded_by: None,

@@ -77,8 +77,9 @@ pub struct BatchHeader {
     /// Items the domain declined (terminal, not failures), copied from the shards when finalized.
     #[serde(default)]
     pub skipped_count: Option<u64>,
-    #[serde(default)]
-    pub predictions_count: Option<u64>,
+    /// Results of the done items, copied from the shards when finalized (`results_count` stored).
+    #[serde(default, rename = "results_count")]
+    pub results_count: Option<u64>,
     /// Done items / expected items when finalized (see [`super::state::coverage`]).
     #[serde(default)]
     pub coverage: Option<f64>,
@@ -126,7 +127,9 @@ pub struct ItemMarker {
     pub status: ItemStatus,
     /// Completions recorded for this item (1 once terminal; duplicates do not count).
     pub attempts: u64,
-    pub predictions_count: u64,
+    /// Results the item produced (`results_count` stored).
+    #[serde(rename = "results_count")]
+    pub results_count: u64,
     /// Why the item failed, or why it was skipped.
     #[serde(default)]
     pub error: Option<String>,
@@ -157,7 +160,7 @@ impl ItemMarker {
         Self {
             status: ItemStatus::Pending,
             attempts: 0,
-            predictions_count: 0,
+            results_count: 0,
             error: None,
             redrives: 0,
             redriven_by: None,
@@ -184,8 +187,9 @@ pub struct CounterShard {
     pub failed: u64,
     #[serde(default)]
     pub skipped: u64,
-    #[serde(default)]
-    pub predictions: u64,
+    /// Results of the shard's done items (`predictions` stored).
+    #[serde(default, rename = "predictions")]
+    pub results: u64,
     /// Items of this shard recorded terminal: each recording commit increments it and returns the value
     /// after, and its marker's `shard_size` minus that is what the shard has to go. Only the completion
     /// that brings its shard to zero checks whether the whole batch is done (see

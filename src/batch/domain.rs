@@ -68,8 +68,8 @@ pub trait BatchDomain: Send + Sync + 'static {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ItemOutcome<R> {
     /// The item's result, to be stored in `batches/{batch_id}/results/{item}` by the engine in the
-    /// same commit that marks the item done; `predictions_count` results in it.
-    Done { result: R, predictions_count: u64 },
+    /// same commit that marks the item done; `results_count` results in it.
+    Done { result: R, results_count: u64 },
     /// The item can never succeed (recorded as failed, not retried).
     Failed(String),
     /// The domain declines the item for this reason (e.g. too little data to handle it): a terminal

@@ -343,10 +343,9 @@ impl<D: BatchDomain> BatchEngine<D> {
             return Ok(CompletionReport::Fenced);
         }
         match self.store.record_completion(completion, header.counter_shards).await? {
-            CompletionRecord::UnknownItem => Err(EngineError::InvalidItem(format!(
-                "batch {} has no item {}",
-                completion.batch_id, completion.player_lookup
-            ))),
+            CompletionRecord::UnknownItem => {
+                Err(EngineError::InvalidItem(format!("batch {} has no item {}", completion.batch_id, completion.item)))
+            }
             // A live claim is another attempt's to finish: the completion is in, nothing to retry.
             // Its shard still counts items down: the completion that empties the last shard checks.
             CompletionRecord::Recorded { shard_remaining: Some(left) } if header.shards_count_down && left > 0 => {
@@ -398,7 +397,7 @@ fn request_messages<'a>(
             batch_id: header.batch_id.clone(),
             generation: header.generation,
             game_date,
-            player_lookup: item.clone(),
+            item: item.clone(),
             correlation_id: correlation_id.to_string(),
         };
         Message::new().set_data(request.to_json())

@@ -251,7 +251,7 @@ impl<D: BatchDomain> BatchEngine<D> {
             game_date,
             batch_id: header.batch_id.clone(),
             generation: header.generation,
-            predictions_count: header.predictions_count.unwrap_or_default(),
+            results_count: header.results_count.unwrap_or_default(),
             failed_count: header.failed_count.unwrap_or_default(),
         };
         let message_id =

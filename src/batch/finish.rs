@@ -63,7 +63,7 @@ pub fn decide_finish(
     header.done_count = Some(totals.done);
     header.failed_count = Some(totals.failed);
     header.skipped_count = Some(totals.skipped);
-    header.predictions_count = Some(totals.predictions);
+    header.results_count = Some(totals.results);
     header.coverage = Some(coverage(totals.done, header.expected_count));
     let pointer = match (header.state, pointer) {
         (BatchState::Complete, Some(pointer)) => Some(GameDatePointer {
@@ -116,7 +116,7 @@ mod tests {
     }
 
     fn totals(done: u64, failed: u64) -> Totals {
-        Totals { done, failed, skipped: 0, predictions: done * 3 }
+        Totals { done, failed, skipped: 0, results: done * 3 }
     }
 
     fn finish(decision: FinishDecision) -> (BatchHeader, Option<GameDatePointer>) {
@@ -132,7 +132,7 @@ mod tests {
         let before = pointer("b2", Some(("b1", 1)));
         let (after, flipped) = finish(decide_finish(&header, Some(&before), "me", totals(10, 0), None, now()));
         assert_eq!(after.state, BatchState::Complete);
-        assert_eq!((after.done_count, after.predictions_count, after.coverage), (Some(10), Some(30), Some(1.0)));
+        assert_eq!((after.done_count, after.results_count, after.coverage), (Some(10), Some(30), Some(1.0)));
         let flipped = flipped.expect("the pointer flips");
         assert_eq!((flipped.published_batch_id.as_deref(), flipped.published_generation), (Some("b2"), Some(2)));
         assert_eq!((flipped.current_batch_id.as_str(), flipped.current_generation), ("b2", 2), "fence kept");

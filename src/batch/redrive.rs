@@ -119,12 +119,11 @@ impl<D: BatchDomain> BatchEngine<D> {
             return Ok(ItemRedriveReport::Moot(format!("the batch is {}", header.state)));
         }
         let max = self.settings().max_item_redrives;
-        match self.store().count_item_redrive(&request.batch_id, &request.player_lookup, max, cause).await? {
+        match self.store().count_item_redrive(&request.batch_id, &request.item, max, cause).await? {
             ItemRedrive::UnknownItem => Ok(ItemRedriveReport::Moot("the batch has no such item".into())),
             ItemRedrive::NotPending => Ok(ItemRedriveReport::Moot("the item was already terminal".into())),
             ItemRedrive::Repeated(redrive) => {
-                self.publish_requests(&header, &request.correlation_id, std::slice::from_ref(&request.player_lookup))
-                    .await?;
+                self.publish_requests(&header, &request.correlation_id, std::slice::from_ref(&request.item)).await?;
                 Ok(ItemRedriveReport::Redriven { redrive, max })
             }
             ItemRedrive::Counted(redrive) => {
@@ -134,8 +133,7 @@ impl<D: BatchDomain> BatchEngine<D> {
                 {
                     tracing::warn!(batch_id = header.batch_id, %error, "could not count the redrive in the audit record");
                 }
-                self.publish_requests(&header, &request.correlation_id, std::slice::from_ref(&request.player_lookup))
-                    .await?;
+                self.publish_requests(&header, &request.correlation_id, std::slice::from_ref(&request.item)).await?;
                 Ok(ItemRedriveReport::Redriven { redrive, max })
             }
             ItemRedrive::CapReached(redrives) => {

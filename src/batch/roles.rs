@@ -105,7 +105,7 @@ impl<D: BatchDomain> MessageHandler for CompletionRole<D> {
             "batch",
             batch_id = completion.batch_id,
             generation = completion.generation,
-            item = completion.player_lookup,
+            item = completion.item,
         );
         outcome_of(self.0.complete(&completion).instrument(span).await)
     }
@@ -145,9 +145,7 @@ impl<H: ItemHandler> WorkerRole<H> {
     pub async fn record(&self, request: &RequestMessage) -> Result<WorkerReport, StoreError> {
         // One read: the marker (with the version the record is guarded by) and what the item needs.
         let names = self.handler.input_documents(request);
-        let Some((read, inputs)) =
-            self.store.item_with_inputs(&request.batch_id, &request.player_lookup, names).await?
-        else {
+        let Some((read, inputs)) = self.store.item_with_inputs(&request.batch_id, &request.item, names).await? else {
             return Ok(WorkerReport::UnknownItem);
         };
         if let Some(again) = reannouncement(&read.0, request) {
@@ -155,9 +153,9 @@ impl<H: ItemHandler> WorkerRole<H> {
             return Ok(WorkerReport::Duplicate(again));
         }
         let (completion, result) = match self.handler.handle_item(request, &inputs).await {
-            ItemOutcome::Done { result, predictions_count } => {
-                tracing::debug!(predictions_count, "item done");
-                (CompletionMessage::ok(request, predictions_count), Some(result))
+            ItemOutcome::Done { result, results_count } => {
+                tracing::debug!(results_count, "item done");
+                (CompletionMessage::ok(request, results_count), Some(result))
             }
             ItemOutcome::Failed(error) => {
                 // batch_id and item come from the span.
@@ -201,7 +199,7 @@ impl<H: ItemHandler> MessageHandler for WorkerRole<H> {
             game_date = %request.game_date,
             generation = request.generation,
             correlation_id = request.correlation_id,
-            item = request.player_lookup,
+            item = request.item,
         );
         self.handle_request(&request).instrument(span).await
     }
@@ -213,7 +211,7 @@ impl<H: ItemHandler> WorkerRole<H> {
             Ok(WorkerReport::Recorded(announcement) | WorkerReport::Duplicate(announcement)) => announcement,
             Ok(WorkerReport::Retry(reason)) => return Outcome::Retry(reason),
             Ok(WorkerReport::UnknownItem) => {
-                return Outcome::Reject(format!("batch {} has no item {}", request.batch_id, request.player_lookup));
+                return Outcome::Reject(format!("batch {} has no item {}", request.batch_id, request.item));
             }
             // A commit whose answer was lost may have been applied: the redelivery reads the marker
             // and finds its own effect (then announces it without working again).

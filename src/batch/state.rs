@@ -162,7 +162,7 @@ pub fn record_item(marker: &ItemMarker, completion: &CompletionMessage) -> Optio
     let terminal = ItemMarker {
         status,
         attempts: marker.attempts + 1,
-        predictions_count: completion.predictions_count,
+        results_count: completion.results_count,
         error: completion.error.clone(),
         redrives: marker.redrives,
         redriven_by: marker.redriven_by.clone(),
@@ -215,7 +215,7 @@ impl ShardCountdown {
 pub fn reannouncement(marker: &ItemMarker, request: &RequestMessage) -> Option<CompletionMessage> {
     let completion = match marker.status {
         ItemStatus::Pending => return None,
-        ItemStatus::Done => CompletionMessage::ok(request, marker.predictions_count),
+        ItemStatus::Done => CompletionMessage::ok(request, marker.results_count),
         ItemStatus::Failed => CompletionMessage::failed(request, marker.error.as_deref().unwrap_or_default()),
         ItemStatus::Skipped => CompletionMessage::skipped(request, marker.error.as_deref().unwrap_or_default()),
     };
@@ -283,13 +283,13 @@ mod tests {
     use super::*;
     use BatchState::*;
 
-    fn completion(status: CompletionStatus, predictions_count: u64, error: Option<&str>) -> CompletionMessage {
+    fn completion(status: CompletionStatus, results_count: u64, error: Option<&str>) -> CompletionMessage {
         CompletionMessage {
             batch_id: "b".into(),
             generation: 1,
-            player_lookup: "p".into(),
+            item: "p".into(),
             status,
-            predictions_count,
+            results_count,
             error: error.map(String::from),
             recorded: false,
             shard_remaining: None,
@@ -301,7 +301,7 @@ mod tests {
             batch_id: "b".into(),
             generation: 1,
             game_date: "2024-04-22".parse().unwrap(),
-            player_lookup: "p".into(),
+            item: "p".into(),
             correlation_id: String::new(),
         }
     }
@@ -325,10 +325,10 @@ mod tests {
         let mut marker = ItemMarker::pending_in(3, None);
         assert_eq!(reannouncement(&marker, &request()), None, "pending: the worker works");
         marker.status = ItemStatus::Done;
-        marker.predictions_count = 6;
+        marker.results_count = 6;
         let done = reannouncement(&marker, &request()).unwrap();
         assert_eq!(
-            (done.status, done.predictions_count, done.recorded, done.shard_remaining),
+            (done.status, done.results_count, done.recorded, done.shard_remaining),
             (CompletionStatus::Ok, 6, true, None)
         );
         marker.status = ItemStatus::Skipped;
@@ -346,7 +346,7 @@ mod tests {
         pending.redrives = 2;
         pending.redriven_by = Some("dl-1".into());
         let (done, counter) = record_item(&pending, &completion(CompletionStatus::Ok, 6, None)).unwrap();
-        assert_eq!((done.status, counter, done.attempts, done.predictions_count), (ItemStatus::Done, "done", 1, 6));
+        assert_eq!((done.status, counter, done.attempts, done.results_count), (ItemStatus::Done, "done", 1, 6));
         assert_eq!((done.redrives, done.redriven_by.as_deref(), done.shard), (2, Some("dl-1"), Some(5)));
         assert_eq!(done.shard_size, Some(10), "the terminal marker keeps its shard's size");
         let (failed, counter) = record_item(&pending, &completion(CompletionStatus::Failed, 0, Some("bad"))).unwrap();

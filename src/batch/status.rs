@@ -54,7 +54,7 @@ pub fn recorded_counts(header: &BatchHeader) -> Option<Totals> {
             done,
             failed,
             skipped: header.skipped_count.unwrap_or(0),
-            predictions: header.predictions_count.unwrap_or(0),
+            results: header.results_count.unwrap_or(0),
         }),
         _ => None,
     }

@@ -8,14 +8,16 @@ use super::{GameDate, InvalidMessage, parse_json};
 /// Longest error text carried in a completion; the rest is cut (the worker logs it whole).
 pub const MAX_ERROR_CHARS: usize = 2000;
 
-/// Fan-out: one per item of a batch. `player_lookup` is the item id (the design's name for it).
+/// Fan-out: one per item of a batch. `item` is the item id, `player_lookup` on the wire (the design's
+/// name for it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestMessage {
     pub batch_id: String,
     pub generation: u64,
     pub game_date: GameDate,
-    pub player_lookup: String,
+    #[serde(rename = "player_lookup")]
+    pub item: String,
     #[serde(default)]
     pub correlation_id: String,
 }
@@ -35,10 +37,13 @@ pub enum CompletionStatus {
 pub struct CompletionMessage {
     pub batch_id: String,
     pub generation: u64,
-    pub player_lookup: String,
+    /// The item id (`player_lookup` on the wire, the design's name).
+    #[serde(rename = "player_lookup")]
+    pub item: String,
     pub status: CompletionStatus,
-    #[serde(default)]
-    pub predictions_count: u64,
+    /// How many results the item produced (`predictions_count` on the wire).
+    #[serde(default, rename = "predictions_count")]
+    pub results_count: u64,
     /// Why the item failed, or why it was skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -60,7 +65,9 @@ pub struct ReadyMessage {
     pub game_date: GameDate,
     pub batch_id: String,
     pub generation: u64,
-    pub predictions_count: u64,
+    /// Results of the batch's done items (`predictions_count` on the wire).
+    #[serde(rename = "predictions_count")]
+    pub results_count: u64,
     pub failed_count: u64,
 }
 
@@ -86,14 +93,14 @@ json_message!(RequestMessage, CompletionMessage, ReadyMessage);
 impl RequestMessage {
     fn validate(&self) -> Result<(), InvalidMessage> {
         validate_document_id("batch_id", &self.batch_id)?;
-        validate_document_id("player_lookup", &self.player_lookup)
+        validate_document_id("player_lookup", &self.item)
     }
 }
 
 impl CompletionMessage {
     fn validate(&self) -> Result<(), InvalidMessage> {
         validate_document_id("batch_id", &self.batch_id)?;
-        validate_document_id("player_lookup", &self.player_lookup)
+        validate_document_id("player_lookup", &self.item)
     }
 
     /// A failed completion with its error cut to [`MAX_ERROR_CHARS`].
@@ -101,9 +108,9 @@ impl CompletionMessage {
         Self {
             batch_id: request.batch_id.clone(),
             generation: request.generation,
-            player_lookup: request.player_lookup.clone(),
+            item: request.item.clone(),
             status: CompletionStatus::Failed,
-            predictions_count: 0,
+            results_count: 0,
             error: Some(error.chars().take(MAX_ERROR_CHARS).collect()),
             recorded: false,
             shard_remaining: None,
@@ -115,13 +122,13 @@ impl CompletionMessage {
         Self { status: CompletionStatus::Skipped, ..Self::failed(request, reason) }
     }
 
-    pub fn ok(request: &RequestMessage, predictions_count: u64) -> Self {
+    pub fn ok(request: &RequestMessage, results_count: u64) -> Self {
         Self {
             batch_id: request.batch_id.clone(),
             generation: request.generation,
-            player_lookup: request.player_lookup.clone(),
+            item: request.item.clone(),
             status: CompletionStatus::Ok,
-            predictions_count,
+            results_count,
             error: None,
             recorded: false,
             shard_remaining: None,

@@ -87,7 +87,7 @@ impl ItemHandler for NbaWorker {
 
 impl NbaWorker {
     fn input_names(&self, request: &RequestMessage) -> InputNames {
-        InputNames::of(self.store.db(), &request.game_date.to_string(), &request.player_lookup)
+        InputNames::of(self.store.db(), &request.game_date.to_string(), &request.item)
     }
 
     /// A missing slate or entry fails the item; missing logs are no history (the model skips it).
@@ -97,7 +97,7 @@ impl NbaWorker {
         inputs: &ItemInputs,
     ) -> Result<ItemOutcome<PlayerPrediction>, DomainError> {
         let date = request.game_date.to_string();
-        let player = &request.player_lookup;
+        let player = &request.item;
         let inputs = self.input_names(request).decode(inputs).map_err(storage)?;
         let header = inputs.slate.ok_or_else(|| DomainError::Permanent(format!("no slate for {date}")))?;
         let entry =
@@ -114,7 +114,7 @@ impl NbaWorker {
             Err(error) => return Err(DomainError::Permanent(error.to_string())),
         };
         let predictions_count = prediction.props.len() as u64;
-        Ok(ItemOutcome::Done { result: prediction, predictions_count })
+        Ok(ItemOutcome::Done { result: prediction, results_count: predictions_count })
     }
 }
 

@@ -241,7 +241,7 @@ pub fn request(batch: &BatchHeader, item: &str) -> RequestMessage {
         batch_id: batch.batch_id.clone(),
         generation: batch.generation,
         game_date: date(),
-        player_lookup: item.to_string(),
+        item: item.to_string(),
         correlation_id: String::new(),
     }
 }

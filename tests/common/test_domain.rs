@@ -191,10 +191,10 @@ impl ItemHandler for TestWorker {
     type Result = Staged;
 
     async fn handle_item(&self, request: &RequestMessage, _: &ItemInputs) -> ItemOutcome<Staged> {
-        if self.failing.contains(&request.player_lookup) {
-            return ItemOutcome::Failed(format!("{} always fails (test)", request.player_lookup));
+        if self.failing.contains(&request.item) {
+            return ItemOutcome::Failed(format!("{} always fails (test)", request.item));
         }
-        ItemOutcome::Done { result: Staged { value: request.player_lookup.len() as u64 }, predictions_count: 1 }
+        ItemOutcome::Done { result: Staged { value: request.item.len() as u64 }, results_count: 1 }
     }
 }
 
@@ -208,8 +208,8 @@ impl ItemHandler for SkippingWorker {
     type Result = Staged;
 
     async fn handle_item(&self, request: &RequestMessage, inputs: &ItemInputs) -> ItemOutcome<Staged> {
-        if self.skipping.contains(&request.player_lookup) {
-            return ItemOutcome::Skipped(format!("{} has too little data (test)", request.player_lookup));
+        if self.skipping.contains(&request.item) {
+            return ItemOutcome::Skipped(format!("{} has too little data (test)", request.item));
         }
         self.inner.handle_item(request, inputs).await
     }

@@ -115,7 +115,7 @@ impl BatchStore {
         T: serde::Serialize + for<'de> serde::Deserialize<'de> + Send + Sync,
     {
         let parent = self.batch_path(&completion.batch_id)?;
-        let item = &completion.player_lookup;
+        let item = &completion.item;
         for _ in 0..MAX_MARKER_RACES {
             attempts.attempt();
             let (marker, version) = match read.take() {
@@ -157,7 +157,7 @@ impl BatchStore {
                     // document that lacks any of its fields.
                     std::iter::once(increment(countdown.0, countdown.1))
                         .chain(OUTCOME_FIELDS.iter().map(|field| increment(field, i64::from(*field == counter))))
-                        .chain(std::iter::once(increment("predictions", completion.predictions_count as i64)))
+                        .chain(std::iter::once(increment("predictions", completion.results_count as i64)))
                         // When the shard last counted: the sweeper's idle check reads the newest shard only.
                         .chain(std::iter::once(FirestoreFieldTransform::new(
                             TOUCHED_AT.to_string(),

@@ -39,7 +39,7 @@ pub enum StoreError {
     BatchWriteFailed { code: i32, message: String },
     #[error("batch {0} does not exist")]
     UnknownBatch(String),
-    #[error("batch {batch_id} expects {expected} items but its slate now lists {listed}; regenerate the date")]
+    #[error("batch {batch_id} expects {expected} items but its domain now lists {listed}; regenerate the date")]
     ItemsChanged { batch_id: String, expected: u64, listed: u64 },
 }
 
@@ -78,7 +78,7 @@ pub struct Totals {
     pub done: u64,
     pub failed: u64,
     pub skipped: u64,
-    pub predictions: u64,
+    pub results: u64,
 }
 
 impl Totals {
@@ -241,7 +241,7 @@ impl BatchStore {
             done: sums.done as u64,
             failed: sums.failed as u64,
             skipped: sums.skipped as u64,
-            predictions: sums.predictions as u64,
+            results: sums.predictions as u64,
         })
     }
 
