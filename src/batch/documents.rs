@@ -100,9 +100,10 @@ pub struct BatchHeader {
     pub last_redrive_at: Option<FirestoreInstant>,
     /// How many times this document was written: the engine promises O(1) per batch.
     pub header_writes: u64,
-    /// Whether the counter shards count down their `remaining` items, so that a completion leaving its
-    /// shard non-empty needs no wholeness check. False for batches created before shards did, and for
-    /// batches begun without their items' shard sizes: every completion then checks.
+    /// Whether the counter shards count their items down (markers carry their shard's size, see
+    /// `state::ShardCountdown`), so that a completion leaving its shard non-empty needs no wholeness
+    /// check. False for batches created before shards did, and for batches begun without their item
+    /// list (tests): every completion then checks.
     #[serde(default)]
     pub shards_count_down: bool,
     /// Firestore TTL field: a TTL policy on `batches.expire_at` deletes the header after retention.
