@@ -409,9 +409,8 @@ async fn an_empty_slate_completes_at_once() {
 }
 
 /// Begin writes no counter shard; the items' markers name their shard (blocks of `ceil(25 / 3)` = 9
-/// in list order)
-/// and its size, the first recorded item of a shard creates it with every counter, the item that
-/// empties it says so, and the batch's last activity is read from the shard counted on last.
+/// in list order) and its size, the first recorded item of a shard creates it with every counter, the
+/// item that empties it says so, and the batch's last activity is read from the shard counted on last.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shards_are_blocks_created_by_their_first_item_and_the_newest_one_is_the_last_activity() {
     let harness = Harness::new("engine-blocks").await;

@@ -222,16 +222,21 @@ pub fn counter_shard_of(item: &str, shards: u64) -> u64 {
 /// runs, instead of one per shard piling up on its last items (a hash or round-robin empties
 /// nearly every shard in the batch's last seconds, and those checks then delay its finalize).
 pub fn shard_of_position(position: u64, items: u64, shards: u64) -> u64 {
-    let block = items.div_ceil(shards.max(1)).max(1);
-    (position / block).min(shards.max(1) - 1)
+    (position / block_size(items, shards)).min(shards.max(1) - 1)
 }
 
-/// How many items of a batch of `items` the counter shard `shard` counts (see [`shard_of_position`]).
+/// How many items of a batch of `items` the counter shard `shard` counts (see [`shard_of_position`]):
+/// its block, cut at the end of the list (`shards` blocks always cover it).
 pub fn shard_size(shard: u64, items: u64, shards: u64) -> u64 {
-    let block = items.div_ceil(shards.max(1)).max(1);
+    let block = block_size(items, shards);
     let start = shard.saturating_mul(block).min(items);
-    let end = if shard + 1 >= shards.max(1) { items } else { (shard + 1).saturating_mul(block).min(items) };
+    let end = shard.saturating_add(1).saturating_mul(block).min(items);
     end - start
+}
+
+/// Items per block: `ceil(items / shards)`, at least 1 (zero shards is treated as one).
+fn block_size(items: u64, shards: u64) -> u64 {
+    items.div_ceil(shards.max(1)).max(1)
 }
 
 /// Items per counter shard when a batch's shard count is sized from its item count: a shard then
