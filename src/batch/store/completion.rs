@@ -204,11 +204,19 @@ impl BatchStore {
         item: &str,
     ) -> Result<Option<(ItemMarker, FirestoreInstant)>, StoreError> {
         let read = self.versioned(parent, ITEMS, item, ("reading an item marker", "decoding an item marker")).await?;
-        read.map(|(marker, version)| match version {
-            Some(version) => Ok((marker, version)),
-            None => Err(StoreError::BatchWriteFailed { code: 0, message: "item marker without update time".into() }),
-        })
-        .transpose()
+        read.map(|(marker, version)| with_version(marker, version)).transpose()
+    }
+}
+
+/// A marker read with its `update_time`: without one (never sent by the server) it cannot guard a
+/// write, a transient error.
+pub(super) fn with_version(
+    marker: ItemMarker,
+    version: Option<FirestoreInstant>,
+) -> Result<VersionedMarker, StoreError> {
+    match version {
+        Some(version) => Ok((marker, version)),
+        None => Err(StoreError::BatchWriteFailed { code: 0, message: "item marker without update time".into() }),
     }
 }
 

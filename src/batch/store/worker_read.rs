@@ -4,7 +4,7 @@
 use firestore::FirestoreDb;
 use firestore::gcloud_sdk::google::firestore::v1::Document;
 
-use super::completion::VersionedMarker;
+use super::completion::{VersionedMarker, with_version};
 use super::{BatchStore, StoreError, firestore_error};
 use crate::batch::documents::{ITEMS, ItemMarker};
 use crate::batch::domain::ItemInputs;
@@ -40,10 +40,8 @@ pub(crate) fn versioned_marker_of(document: Option<&Document>) -> Result<Option<
     };
     let marker: ItemMarker =
         FirestoreDb::deserialize_doc_to(document).map_err(firestore_error("decoding an item marker"))?;
-    match document.update_time.and_then(|ts| firestore::timestamp_utils::from_timestamp(ts).ok()) {
-        Some(version) => Ok(Some((marker, version))),
-        None => Err(StoreError::BatchWriteFailed { code: 0, message: "item marker without update time".into() }),
-    }
+    let version = document.update_time.and_then(|ts| firestore::timestamp_utils::from_timestamp(ts).ok());
+    with_version(marker, version).map(Some)
 }
 
 #[cfg(test)]
