@@ -1,6 +1,6 @@
 //! Recording one item: the marker's pending -> terminal, with the item's result in it when the worker
-//! records it, and a counter-shard increment, in one guarded atomic commit that touches neither the batch header nor any
-//! other item; and counting an item's redrive, guarded the same way.
+//! records it, and a counter-shard increment, in one guarded atomic commit that touches neither the
+//! batch header nor any other item; and counting an item's redrive, guarded the same way.
 
 use firestore::{
     FirestoreFieldTransform, FirestoreFieldTransformType, FirestoreInstant, FirestoreTransactionOps,
