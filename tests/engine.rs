@@ -37,7 +37,7 @@ async fn five_hundred_item_batch_completes_with_one_finalize_and_constant_header
 
     assert_eq!(header.state, BatchState::Complete);
     assert_eq!((header.expected_count, header.done_count, header.failed_count), (500, Some(500), Some(0)));
-    let staged: Vec<(String, common::test_domain::Staged)> = store.staged_results(&batch_id).await.unwrap();
+    let staged: Vec<(String, common::test_domain::Staged)> = store.results(&batch_id).await.unwrap();
     assert_eq!(staged.len(), 500, "one staged result per item");
     let current: Vec<Prediction> = predictions(&db, DATE).await.unwrap();
     assert_eq!(current.len(), 500);
@@ -174,7 +174,7 @@ async fn twin_request_deliveries_record_once_and_the_loser_sees_a_duplicate() {
     // A later delivery finds the item terminal before working, and announces it again.
     let again = worker.record(&request(&header, "player0001")).await.unwrap();
     assert!(matches!(&again, WorkerReport::Duplicate(c) if c.recorded && c.shard_remaining.is_none()), "{again:?}");
-    let staged: Vec<(String, Staged)> = harness.store.staged_results(&batch_id).await.unwrap();
+    let staged: Vec<(String, Staged)> = harness.store.results(&batch_id).await.unwrap();
     let totals = harness.store.totals(&batch_id).await.unwrap();
     let shards = harness.store.shards(&batch_id).await.unwrap();
     harness.stop().await;

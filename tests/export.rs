@@ -1,11 +1,13 @@
 //! The exporter's streamed file against the real Firestore emulator: a batch of more results than one
 //! page is written page by page, each player once and in player order, equal to the batch's
-//! predictions read whole; the record's checksum is the file's; a re-export finds it in place.
+//! predictions read whole; the record's checksum is the file's; a re-export finds it in place. The
+//! batch mixes both places a result is stored (in its done marker, and a document of its own as older
+//! batches have them), with markers of items that have no result in between.
 
 mod common;
 
 use common::TestEnv;
-use common::nba::publish_batch;
+use common::nba::{publish_batch, put_item_marker};
 use futures::StreamExt;
 use props_pipeline::batch::store::BatchStore;
 use props_pipeline::messages::ReadyMessage;
@@ -37,10 +39,18 @@ async fn a_batch_larger_than_a_page_is_exported_once_per_player_in_player_order(
     // Written in an order unrelated to the ids, so the file's order is the read's, not the write's.
     futures::stream::iter((0..PLAYERS).rev())
         .for_each_concurrent(32, |i| {
-            let store = &store;
+            let (store, db) = (&store, &db);
             async move {
                 let player = format!("p{:04}", (i * 7) % PLAYERS);
-                store.stage_result("b1", &player, &prediction(&player, i)).await.expect("stage a result");
+                let result = prediction(&player, i);
+                if i % 3 == 0 {
+                    store.stage_result("b1", &player, &result).await.expect("stage a result");
+                } else {
+                    put_item_marker(db, "b1", &player, "done", Some(&result)).await;
+                }
+                // Items without a result, ordered between the players: neither page nor file has them.
+                let status = ["pending", "failed", "skipped"][i % 3];
+                put_item_marker::<PlayerPrediction>(db, "b1", &format!("{player}x"), status, None).await;
             }
         })
         .await;

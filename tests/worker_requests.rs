@@ -1,7 +1,7 @@
 //! A worker costs two Firestore requests per item: one `BatchGetDocuments` (the item's marker and the
-//! NBA worker's three inputs together) and one `Commit` (result, marker and counter shard). Counted on
-//! the wire, through a pass-through proxy (`crates/grpc-faults` with no faults) between the worker and
-//! the Firestore emulator, on a real slate.
+//! NBA worker's three inputs together) and one `Commit` (the marker with its result, and the counter
+//! shard). Counted on the wire, through a pass-through proxy (`crates/grpc-faults` with no faults)
+//! between the worker and the Firestore emulator, on a real slate.
 
 mod common;
 
@@ -18,6 +18,7 @@ use props_pipeline::batch::store::BatchStore;
 use props_pipeline::messages::{RequestMessage, TriggerMessage, TriggerMode};
 use props_pipeline::nba::domain::{NbaDomain, NbaWorker};
 use props_pipeline::nba::model::ModelConfig;
+use props_pipeline::nba::types::PlayerPrediction;
 
 const DATE: &str = "2023-05-02";
 
@@ -73,6 +74,13 @@ async fn a_worker_reads_once_and_commits_once_per_item() {
     assert!(done.done > 0, "the model priced players from the inputs it was given: {done:?}");
     let expected: BTreeMap<String, u64> = [("BatchGetDocuments".to_string(), n), ("Commit".to_string(), n)].into();
     assert_eq!(first, expected, "one read and one commit per item");
+    // Each done item's result is in its marker: no result document of its own was written.
+    let results: Vec<(String, PlayerPrediction)> = nba.store.results(&header.batch_id).await.unwrap();
+    assert_eq!(results.len() as u64, done.done, "one result per done item");
+    assert!(results.iter().all(|(item, prediction)| *item == prediction.player_lookup), "{results:?}");
+    let batch = nba.store.db().parent_path("batches", &header.batch_id).unwrap();
+    let own = nba.store.db().fluent().select().from("results").parent(&batch).query().await.unwrap();
+    assert!(own.is_empty(), "results in documents of their own: {}", own.len());
 
     // A redelivery of a recorded item reads once and writes nothing.
     for item in &items {

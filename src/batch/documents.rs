@@ -3,9 +3,10 @@
 //! ```text
 //! game_dates/{date}                        GameDatePointer   fencing pointer and published generation per key
 //! batches/{batch_id}                       BatchHeader       O(1) writes per batch
-//! batches/{batch_id}/items/{item}          ItemMarker        pending -> done | failed | skipped, once
+//! batches/{batch_id}/items/{item}          ItemMarker        pending -> done | failed | skipped, once; a
+//!                                                            done marker holds its result (`result`)
 //! batches/{batch_id}/counters/{shard}      CounterShard      done/failed/skipped totals, over shards
-//! batches/{batch_id}/results/{item}        (domain's)        an item's result, written with its done marker
+//! batches/{batch_id}/results/{item}        (domain's)        a result in a document of its own (older)
 //! dead_letters/{id}                        DeadLetterRecord  what reached a dead-letter topic, for operators
 //! ```
 
@@ -18,7 +19,10 @@ pub const GAME_DATES: &str = "game_dates";
 pub const BATCHES: &str = "batches";
 pub const ITEMS: &str = "items";
 pub const COUNTERS: &str = "counters";
+/// Results in documents of their own, as batches recorded them before results moved into markers.
 pub const RESULTS: &str = "results";
+/// The done marker's field holding its item's result.
+pub const RESULT: &str = "result";
 /// The counter-shard field of the last recording commit's time ([`CounterShard::touched_at`]).
 pub const TOUCHED_AT: &str = "touched_at";
 pub const DEAD_LETTERS: &str = "dead_letters";

@@ -104,8 +104,8 @@ impl ItemInputs {
 
 /// The worker's side of a domain.
 pub trait ItemHandler: Send + Sync + 'static {
-    /// The document a done item's result is stored as (read back by the domain's consolidation with
-    /// [`super::store::BatchStore::staged_results`]).
+    /// A done item's result, stored in its marker (read back, e.g. by the domain's consolidation,
+    /// with [`super::store::BatchStore::results`]).
     type Result: serde::Serialize + for<'de> serde::Deserialize<'de> + Send + Sync + 'static;
 
     /// The documents handling `request` reads, as full resource names

@@ -439,7 +439,6 @@ pub async fn dead_letter_page(
 /// The NBA predictions and export record of a date (a slate is a few hundred players; capped anyway).
 pub mod nba {
     use super::*;
-    use crate::batch::documents::RESULTS;
     use crate::nba::store::{EXPORTS, ExportRecord, StoredPrediction};
     use crate::nba::types::PlayerPrediction;
 
@@ -455,23 +454,13 @@ pub mod nba {
         let Some((batch_id, generation)) = published else {
             return Ok(Vec::new());
         };
-        let db = store.db();
-        let parent = db.parent_path(BATCHES, &batch_id).map_err(error("building a path"))?;
-        let documents = db
-            .fluent()
-            .select()
-            .from(RESULTS)
-            .parent(&parent)
-            .limit(MAX_PREDICTIONS)
-            .query()
-            .await
-            .map_err(error("reading predictions"))?;
+        let documents = store.result_documents_page(&batch_id, None, MAX_PREDICTIONS).await?;
         reads.documents(documents.len());
         // Results of another domain's batch on the same date (the engine is generic) are not
         // predictions: the page lists none rather than failing.
         Ok(documents
             .iter()
-            .filter_map(|doc| FirestoreDb::deserialize_doc_to::<PlayerPrediction>(doc).ok())
+            .filter_map(|(_, doc)| FirestoreDb::deserialize_doc_to::<PlayerPrediction>(doc).ok())
             .map(|prediction| StoredPrediction { batch_id: batch_id.clone(), generation, prediction })
             .collect())
     }

@@ -7,21 +7,22 @@
 //! exports/{date}                              ExportRecord: the last exported generation
 //! ```
 //!
-//! Predictions are not copied anywhere: a worker's [`PlayerPrediction`] stays in its batch's results
-//! (`batches/{batch_id}/results/{player_lookup}`, the engine's layout), and the date's current ones are
-//! those of the batch the date's pointer publishes (`game_dates/{date}.published_batch_id`). The read
-//! path for a downstream consumer is therefore: read `game_dates/{date}`, then list
-//! `batches/{published_batch_id}/results` (paginate by document id). A superseded generation's
+//! Predictions are not copied anywhere: a worker's [`PlayerPrediction`] stays in its batch, in the
+//! done item's marker (`batches/{batch_id}/items/{player_lookup}`, field `result`; batches recorded
+//! before this layout have it in `batches/{batch_id}/results/{player_lookup}`), and the date's current
+//! ones are those of the batch the date's pointer publishes (`game_dates/{date}.published_batch_id`).
+//! The read path for a downstream consumer is therefore: read `game_dates/{date}`, then list
+//! `batches/{published_batch_id}/items` where `status == "done"`, taking each one's `result`
+//! (paginate by document id), plus `batches/{published_batch_id}/results` for older batches
+//! ([`BatchStore::results_page`] does both). A superseded generation's
 //! predictions stay readable in their own batch until retention deletes it; retention never deletes a
 //! batch a pointer publishes.
 
-use firestore::gcloud_sdk::google::firestore::v1::{Value, value::ValueType};
-use firestore::{FirestoreDb, FirestoreQueryCursor, FirestoreValue, FirestoreWritePrecondition};
+use firestore::{FirestoreDb, FirestoreWritePrecondition};
 use serde::{Deserialize, Serialize};
 
 use super::model::LeagueContext;
 use super::types::{GameLog, PlayerPrediction, SlateEntry};
-use crate::batch::documents::{BATCHES, RESULTS};
 pub(crate) use crate::batch::store::firestore_error;
 use crate::batch::store::{BatchStore, StoreError};
 use crate::gcp::firestore::document_id;
@@ -133,43 +134,22 @@ pub async fn batch_predictions(
     batch_id: &str,
     generation: u64,
 ) -> Result<Vec<StoredPrediction>, StoreError> {
-    let results: Vec<(String, PlayerPrediction)> = BatchStore::new(db.clone()).staged_results(batch_id).await?;
+    let results: Vec<(String, PlayerPrediction)> = BatchStore::new(db.clone()).results(batch_id).await?;
     Ok(results
         .into_iter()
         .map(|(_, prediction)| StoredPrediction { batch_id: batch_id.to_string(), generation, prediction })
         .collect())
 }
 
-/// One page of a batch's predictions with their document ids (= `player_lookup`), in id order: at most
-/// `limit`, those after the id `after`. Paging by document id needs no index and reads each result once.
+/// One page of a batch's predictions with their item ids (= `player_lookup`), in id order: at most
+/// `limit`, those after the id `after` ([`BatchStore::results_page`]).
 pub async fn batch_predictions_page(
     db: &FirestoreDb,
     batch_id: &str,
     after: Option<&str>,
     limit: u32,
 ) -> Result<Vec<(String, PlayerPrediction)>, StoreError> {
-    let batch = db.parent_path(BATCHES, batch_id).map_err(firestore_error("building a path"))?;
-    let mut query = db
-        .fluent()
-        .select()
-        .from(RESULTS)
-        .parent(&batch)
-        .order(|o| o.fields([o.field("__name__").ascending()]))
-        .limit(limit);
-    if let Some(after) = after {
-        let path = batch.clone().at(RESULTS, after).map_err(firestore_error("building a path"))?.to_string();
-        let reference = Value { value_type: Some(ValueType::ReferenceValue(path)) };
-        query = query.start_at(FirestoreQueryCursor::AfterValue(vec![FirestoreValue::from(reference)]));
-    }
-    let documents = query.query().await.map_err(firestore_error("reading a page of results"))?;
-    documents
-        .iter()
-        .map(|document| {
-            let prediction = FirestoreDb::deserialize_doc_to::<PlayerPrediction>(document)
-                .map_err(firestore_error("decoding a result"))?;
-            Ok((document_id(document).to_string(), prediction))
-        })
-        .collect()
+    BatchStore::new(db.clone()).results_page(batch_id, after, limit).await
 }
 
 /// The current predictions of a date: the published batch's (none before a batch of the date completed).

@@ -136,3 +136,29 @@ pub async fn publish_batch(db: &firestore::FirestoreDb, date: &str, batch_id: &s
         .await
         .expect("publish the batch");
 }
+
+/// Writes `item` of `batch_id` as the worker's recording commit leaves a done item: its marker, with
+/// the result in it (for reader tests that need no batch run; `tests/worker_requests.rs` checks that
+/// the real commit stores this shape). `status` other than "done" writes a marker without a result.
+pub async fn put_item_marker<T: serde::Serialize + Sync>(
+    db: &firestore::FirestoreDb,
+    batch_id: &str,
+    item: &str,
+    status: &str,
+    result: Option<&T>,
+) {
+    let parent = db.parent_path("batches", batch_id).expect("a batch path");
+    let mut marker = serde_json::json!({"status": status, "attempts": 1, "results_count": u64::from(result.is_some())});
+    if let Some(result) = result {
+        marker["result"] = serde_json::to_value(result).expect("a result as JSON");
+    }
+    db.fluent()
+        .update()
+        .in_col("items")
+        .document_id(item)
+        .parent(&parent)
+        .object(&marker)
+        .execute::<serde_json::Value>()
+        .await
+        .expect("write an item marker");
+}

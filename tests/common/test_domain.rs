@@ -118,7 +118,7 @@ impl BatchDomain for TestDomain {
         if fail.is_ok() {
             return Err(DomainError::Transient("consolidation storage unavailable (test)".into()));
         }
-        let staged: Vec<(String, Staged)> = self.store.staged_results(&batch.batch_id).await.map_err(transient)?;
+        let staged: Vec<(String, Staged)> = self.store.results(&batch.batch_id).await.map_err(transient)?;
         let mut report = ConsolidationReport { superseded: 0, replacements: staged.len() as u64 };
         for (item, result) in staged {
             let prediction = Prediction {

@@ -1,6 +1,6 @@
-//! Recording one item: its result (when the worker records it), the marker's pending -> terminal and a
-//! counter-shard increment, in one guarded atomic commit that touches neither the batch header nor any
-//! other item; and counting an item's redrive, guarded the same way.
+//! Recording one item: the marker's pending -> terminal, with the item's result in it when the worker
+//! records it, and a counter-shard increment, in one guarded atomic commit that touches neither the
+//! batch header nor any other item; and counting an item's redrive, guarded the same way.
 
 use firestore::{
     FirestoreFieldTransform, FirestoreFieldTransformType, FirestoreInstant, FirestoreTransactionOps,
@@ -9,8 +9,9 @@ use firestore::{
 
 use super::commit::{commit_atomically, staged_writes};
 use super::header::is_precondition_failure;
+use super::results::MarkerWithResult;
 use super::{BatchStore, StoreError, firestore_error};
-use crate::batch::documents::{COUNTERS, ITEMS, ItemMarker, ItemStatus, RESULTS, TOUCHED_AT, counter_shard_of};
+use crate::batch::documents::{COUNTERS, ITEMS, ItemMarker, ItemStatus, TOUCHED_AT, counter_shard_of};
 use crate::batch::state::{ShardCountdown, record_item};
 use crate::messages::CompletionMessage;
 use crate::ops::metrics::TransactionAttempts;
@@ -82,8 +83,8 @@ impl BatchStore {
         attempts.finish(result).map(CompletionRecord::from)
     }
 
-    /// The worker's record of its item: `result` (if any) in `results/{item}`, the marker's
-    /// pending -> terminal and the shard's count, in one atomic commit guarded by the marker's
+    /// The worker's record of its item: the marker's pending -> terminal with `result` (if any) in
+    /// it, and the shard's count, in one atomic commit guarded by the marker's
     /// `update_time`. `read` is the marker the worker read before working (so a record costs no
     /// further read unless a race is lost); `counter_shards` is the header's, needed only for a marker
     /// that does not name its shard. A twin delivery that committed first makes this one's commit fail
@@ -133,15 +134,16 @@ impl BatchStore {
             let countdown = shard_countdown.increment();
             let mut writes = staged_writes(&self.db);
             let staged: firestore::FirestoreResult<()> = (|| {
-                self.db
-                    .fluent()
-                    .update()
-                    .in_col(ITEMS)
-                    .precondition(FirestoreWritePrecondition::UpdateTime(version))
-                    .document_id(item)
-                    .parent(&parent)
-                    .object(&terminal)
-                    .add_to_transaction(&mut writes)?;
+                // A done item's result lands in its marker: one document, and a result exists iff
+                // its item is done.
+                let guard = Some(FirestoreWritePrecondition::UpdateTime(version));
+                match result {
+                    Some(result) => {
+                        let marker = MarkerWithResult { marker: &terminal, result };
+                        writes.update_object_at(&parent, ITEMS, item, &marker, None, guard, Vec::new())?
+                    }
+                    None => writes.update_object_at(&parent, ITEMS, item, &terminal, None, guard, Vec::new())?,
+                };
                 // Increments commute: concurrent completions on one shard never conflict.
                 let increment = |field: &str, by: i64| {
                     FirestoreFieldTransform::new(field.to_string(), FirestoreFieldTransformType::Increment(by.into()))
@@ -165,17 +167,6 @@ impl BatchStore {
                         )))
                         .collect(),
                 )?;
-                // The result lands with its marker or not at all: a result exists iff its item is done.
-                if let Some(result) = result {
-                    self.db
-                        .fluent()
-                        .update()
-                        .in_col(RESULTS)
-                        .document_id(item)
-                        .parent(&parent)
-                        .object(result)
-                        .add_to_transaction(&mut writes)?;
-                }
                 Ok(())
             })();
             staged.map_err(firestore_error("staging a completion"))?;

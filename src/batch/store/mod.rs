@@ -8,6 +8,7 @@ mod commit;
 mod completion;
 mod finalize;
 mod header;
+mod results;
 mod sweep;
 mod transaction;
 mod worker_read;
@@ -303,55 +304,5 @@ impl BatchStore {
             .await
             .map_err(firestore_error("finding a generation's batch"))?;
         Ok(headers.pop())
-    }
-}
-
-impl BatchStore {
-    /// Writes a result for one item in `batches/{batch_id}/results/{item}` on its own (overwrite), as
-    /// workers of the older completion shape did; tests and tools use it. A worker records its result
-    /// with the item's marker instead ([`Self::record_item_result`]), so a result exists only for a
-    /// done item.
-    pub async fn stage_result<T>(&self, batch_id: &str, item: &str, result: &T) -> Result<(), StoreError>
-    where
-        T: serde::Serialize + for<'de> serde::Deserialize<'de> + Sync + Send,
-    {
-        let parent = self.batch_path(batch_id)?;
-        self.db
-            .fluent()
-            .update()
-            .in_col(super::documents::RESULTS)
-            .document_id(item)
-            .parent(parent)
-            .object(result)
-            .execute::<T>()
-            .await
-            .map(|_| ())
-            .map_err(firestore_error("staging a result"))
-    }
-
-    /// Every staged result of a batch, with its item id.
-    pub async fn staged_results<T>(&self, batch_id: &str) -> Result<Vec<(String, T)>, StoreError>
-    where
-        T: for<'de> serde::Deserialize<'de> + Send,
-    {
-        let parent = self.batch_path(batch_id)?;
-        let documents = self
-            .db
-            .fluent()
-            .select()
-            .from(super::documents::RESULTS)
-            .parent(parent)
-            .query()
-            .await
-            .map_err(firestore_error("reading staged results"))?;
-        documents
-            .iter()
-            .map(|doc| {
-                let id = document_id(doc).to_string();
-                FirestoreDb::deserialize_doc_to::<T>(doc)
-                    .map(|r| (id, r))
-                    .map_err(firestore_error("decoding a staged result"))
-            })
-            .collect()
     }
 }
