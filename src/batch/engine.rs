@@ -392,7 +392,8 @@ impl<D: BatchDomain> BatchEngine<D> {
     /// Coalesced per batch on the trailing edge: a completion that arrives while a check of its batch
     /// runs waits for it, then takes the answer of the one check that starts after it, which saw its
     /// commit (near the end of a large batch, many shards empty at once and each of their completions
-    /// would otherwise read the header and sum the shards). A check's error is not shared.
+    /// would otherwise read the header and sum the shards). A check's error is not shared; its
+    /// `Deferred` (a live claim) is, since a claim is taken only on a whole or finalizing batch.
     async fn check_after_completion(&self, batch_id: &str) -> Result<FinalizeReport, EngineError> {
         let check = || async {
             match self.finalize_if_whole(batch_id).await {
@@ -464,6 +465,18 @@ mod tests {
         assert_eq!(commit_error("Unavailable").retryability(), Retryability::Retry);
         assert_eq!(commit_error("Internal").retryability(), Retryability::Retry);
         assert_eq!(commit_error("FailedPrecondition").retryability(), Retryability::Reject);
+    }
+
+    #[test]
+    fn a_completion_answered_by_another_check_did_not_finalize_the_batch_itself() {
+        let shared = |report: FinalizeReport| report.into_shared();
+        assert_eq!(
+            shared(FinalizeReport::Finalized(BatchState::Complete)),
+            FinalizeReport::AlreadyFinal(BatchState::Complete)
+        );
+        assert_eq!(shared(FinalizeReport::NotReady), FinalizeReport::NotReady);
+        let deferred = FinalizeReport::Deferred("claim held by a".into());
+        assert_eq!(shared(deferred.clone()), deferred);
     }
 
     #[test]
