@@ -11,6 +11,7 @@ use tracing::Instrument;
 
 use super::audit::AuditOutcome;
 use super::claims::ClaimRegistry;
+use super::coalesce::{Coalesced, TrailingCoalescer};
 use super::documents::{BatchHeader, ItemStatus};
 use super::domain::{BatchDomain, DomainError};
 use super::settings::EngineSettings;
@@ -127,6 +128,9 @@ pub struct BatchEngine<D> {
     pub(super) instance_id: String,
     /// Claims taken and not yet finished, released at shutdown.
     pub(super) claims: ClaimRegistry,
+    /// Completions' wholeness checks by batch id: those that arrive while a check of their batch runs
+    /// share the one check that starts after it (nothing durable is kept; see [`super::coalesce`]).
+    checks: TrailingCoalescer<String, FinalizeReport>,
 }
 
 impl<D: BatchDomain> BatchEngine<D> {
@@ -138,7 +142,16 @@ impl<D: BatchDomain> BatchEngine<D> {
         settings: EngineSettings,
     ) -> Self {
         let instance_id = settings.instance_id();
-        Self { store, pubsub, topics, domain, settings, instance_id, claims: ClaimRegistry::default() }
+        Self {
+            store,
+            pubsub,
+            topics,
+            domain,
+            settings,
+            instance_id,
+            claims: ClaimRegistry::default(),
+            checks: TrailingCoalescer::default(),
+        }
     }
 
     pub fn store(&self) -> &BatchStore {
@@ -364,7 +377,7 @@ impl<D: BatchDomain> BatchEngine<D> {
     /// Finalizes if the batch is whole, once: for a completion that changed nothing, whose failure
     /// is left to the claim holder or the sweeper (retrying it only contends on the header).
     async fn check_once(&self, batch_id: &str) -> FinalizeReport {
-        match self.finalize_if_whole(batch_id).await {
+        match self.check_after_completion(batch_id).await {
             Ok(report) => report,
             Err(error) => {
                 tracing::info!(batch_id, %error, "duplicate completion acked; finalization left to the claim holder or the sweeper");
@@ -375,9 +388,34 @@ impl<D: BatchDomain> BatchEngine<D> {
 
     /// Finalizes after a recorded item if the batch is whole; a live claim is another attempt's to
     /// finish, so the completion is done with (the holder, its lease's expiry or the sweeper finishes).
+    ///
+    /// Coalesced per batch on the trailing edge: a completion that arrives while a check of its batch
+    /// runs waits for it, then takes the answer of the one check that starts after it, which saw its
+    /// commit (near the end of a large batch, many shards empty at once and each of their completions
+    /// would otherwise read the header and sum the shards). A check's error is not shared; its
+    /// `Deferred` (a live claim) is, since a claim is taken only on a whole or finalizing batch.
     async fn check_after_completion(&self, batch_id: &str) -> Result<FinalizeReport, EngineError> {
-        match self.finalize_if_whole(batch_id).await {
-            Err(EngineError::ClaimHeld { owner, .. }) => Ok(FinalizeReport::Deferred(format!("claim held by {owner}"))),
+        let check = || async {
+            match self.finalize_if_whole(batch_id).await {
+                Err(EngineError::ClaimHeld { owner, .. }) => {
+                    Ok(FinalizeReport::Deferred(format!("claim held by {owner}")))
+                }
+                other => other,
+            }
+        };
+        Ok(match self.checks.run(batch_id.to_string(), check).await? {
+            Coalesced::Ran(report) => report,
+            Coalesced::Shared(report) => report.into_shared(),
+        })
+    }
+}
+
+impl FinalizeReport {
+    /// The report for a completion answered by another's check: that check, not this completion,
+    /// moved the batch to its final state.
+    fn into_shared(self) -> Self {
+        match self {
+            FinalizeReport::Finalized(state) => FinalizeReport::AlreadyFinal(state),
             other => other,
         }
     }
@@ -427,6 +465,18 @@ mod tests {
         assert_eq!(commit_error("Unavailable").retryability(), Retryability::Retry);
         assert_eq!(commit_error("Internal").retryability(), Retryability::Retry);
         assert_eq!(commit_error("FailedPrecondition").retryability(), Retryability::Reject);
+    }
+
+    #[test]
+    fn a_completion_answered_by_another_check_did_not_finalize_the_batch_itself() {
+        let shared = |report: FinalizeReport| report.into_shared();
+        assert_eq!(
+            shared(FinalizeReport::Finalized(BatchState::Complete)),
+            FinalizeReport::AlreadyFinal(BatchState::Complete)
+        );
+        assert_eq!(shared(FinalizeReport::NotReady), FinalizeReport::NotReady);
+        let deferred = FinalizeReport::Deferred("claim held by a".into());
+        assert_eq!(shared(deferred.clone()), deferred);
     }
 
     #[test]

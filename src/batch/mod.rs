@@ -2,6 +2,7 @@
 //! listing the items of a key, handling one item and consolidating a finished batch.
 //!
 //! - [`claims`]: the finalize claims this process holds, released at shutdown.
+//! - [`coalesce`]: concurrent wholeness checks of one batch in this process, coalesced (trailing edge).
 //! - [`state`]: the state machine and its decisions, pure.
 //! - [`documents`]: the Firestore layout.
 //! - [`store`]: Firestore transactions (compare-and-set) for every decision.
@@ -20,6 +21,7 @@ pub mod audit;
 pub mod backfill;
 pub mod begin;
 pub mod claims;
+pub mod coalesce;
 pub mod dead_letters;
 pub mod documents;
 pub mod domain;
