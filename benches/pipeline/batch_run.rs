@@ -95,15 +95,15 @@ pub struct BatchFigures {
     /// Firestore traffic per process between the trigger and the export, by process name (counted
     /// runs only).
     pub firestore: BTreeMap<String, Counts>,
-    /// The coordinator's Firestore traffic between the last completion's commit and the ready event
-    /// (counted runs only).
+    /// The coordinator's Firestore traffic of the finalize step (counted runs only).
     pub finalize: Option<FinalizeWork>,
     /// The most writes one document took in any 10 s of the batch (counted runs only).
     pub hottest_document: Option<HottestDocument>,
 }
 
-/// What the finalize step sent and received: the coordinator's requests received after the last
-/// completion's commit and before the ready event's publish, and their answers.
+/// What the finalize step sent and received: the coordinator's requests from the header read that
+/// opened the check which finalized the batch ([`finalize_start`]) to the ready event's publish, and
+/// their answers.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct FinalizeWork {
     pub requests: u64,
@@ -116,7 +116,7 @@ pub struct FinalizeWork {
 impl FinalizeWork {
     fn of(events: &[WireEvent], process: &str, after: SystemTime, before: SystemTime) -> Self {
         let mut work = Self::default();
-        for event in events.iter().filter(|e| &*e.label == process && e.received > after && e.received <= before) {
+        for event in events.iter().filter(|e| &*e.label == process && e.received >= after && e.received <= before) {
             if let Some(method) = &event.method {
                 work.requests += 1;
                 *work.requests_by_method.entry(method.clone()).or_default() += 1;
@@ -126,6 +126,22 @@ impl FinalizeWork {
         }
         work
     }
+}
+
+/// When the finalize step began: the coordinator's header read that opened the check whose `sum`
+/// found the batch whole (its last aggregation before the ready event). Checks of one batch run one at
+/// a time in the coordinator (`batch::coalesce`), so none other of the batch's is in flight from there
+/// to the ready event. That read may come a little before the last item's commit or after it (the
+/// check was asked for by an earlier shard's completion, or by the last one's), so a window from the
+/// last commit would count the step's first request in some batches and not in others.
+fn finalize_start(events: &[WireEvent], process: &str, ready: SystemTime) -> Option<SystemTime> {
+    let requests: Vec<(&str, SystemTime)> = events
+        .iter()
+        .filter(|e| &*e.label == process && e.received <= ready)
+        .filter_map(|e| Some((e.method.as_deref()?, e.received)))
+        .collect();
+    let sum = requests.iter().rposition(|(method, _)| *method == "RunAggregationQuery")?;
+    requests[..sum].iter().rev().find(|(method, _)| *method == "GetDocument").map(|(_, at)| *at)
 }
 
 /// The window of [`BatchFigures::hottest_document`].
@@ -171,7 +187,10 @@ pub async fn run_batch(
     let per_shard: Vec<u64> = shards.iter().map(|s| s.done + s.failed).collect();
     let completions: u64 = per_shard.iter().sum();
     let trigger_to_ready_secs = seconds_between(triggered, ready.published);
-    let finalize = context.counter.map(|_| FinalizeWork::of(&events, "coordinator", last_completion, ready.published));
+    let finalize = context.counter.map(|_| {
+        let start = finalize_start(&events, "coordinator", ready.published).unwrap_or(last_completion);
+        FinalizeWork::of(&events, "coordinator", start, ready.published)
+    });
     let hottest_document = context.counter.map(|_| hottest_document(&writes, HOT_WINDOW));
     Ok(BatchFigures {
         game_date: game_date.to_string(),

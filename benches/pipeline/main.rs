@@ -7,7 +7,7 @@
 //! 3. Firestore requests and documents written per item, counted on the wire per process, and the
 //!    header's own write count per batch;
 //! 4. finalize latency: last completion committed -> ready event published, and the finalize step's
-//!    Firestore requests and bytes;
+//!    Firestore requests and bytes (from the finalizing check's header read to the ready event);
 //! 5. peak RSS (VmHWM) of every process, and where the CPU went;
 //! 6. the ceiling of the primitives (`ceiling.rs`) and the pipeline's ratio to it;
 //! 7. cost: billed reads, writes and deletes per 1,000 items at list prices, and the most writes one

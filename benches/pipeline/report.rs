@@ -76,8 +76,8 @@ pub struct SizeResult {
     pub firestore_writes_per_item_by_process: BTreeMap<String, f64>,
     /// Billed reads, writes (deletes apart) and deletes per 1,000 items, and their list price.
     pub cost: Cost,
-    /// The finalize step of each counted batch (the coordinator's traffic between the last completion's
-    /// commit and the ready event).
+    /// The finalize step of each counted batch (the coordinator's traffic from the header read of the
+    /// check that finalized the batch to the ready event).
     pub finalize_work: Vec<FinalizeWork>,
     /// The most writes one document took in any 10 s, over the counted batches.
     pub hottest_document: HottestDocument,
