@@ -168,6 +168,7 @@ impl<H: MessageHandler> Consumer<H> {
                     reopen_delays = self.reopen_backoff.build();
                     self.stats.record_received();
                     queued.push_back((message, ack));
+                    self.stats.record_queued(queued.len());
                 }
                 Some(Err(error)) => {
                     // The client closed the stream after a permanent error; the next pull ends it.

@@ -16,6 +16,8 @@ pub struct ConsumerStats {
     abandoned_on_shutdown: AtomicU64,
     stream_errors: AtomicU64,
     stream_reopens: AtomicU64,
+    /// The most messages read from the stream and waiting for a handler at once (see [`StatsSnapshot`]).
+    most_queued: AtomicU64,
 }
 
 /// A point-in-time copy of [`ConsumerStats`].
@@ -30,6 +32,9 @@ pub struct StatsSnapshot {
     pub abandoned_on_shutdown: u64,
     pub stream_errors: u64,
     pub stream_reopens: u64,
+    /// The most messages read and waiting for a handler slot at once. Real Pub/Sub's flow control
+    /// keeps it near `2 x concurrency`; the emulator ignores flow control, so there it is the backlog.
+    pub most_queued: u64,
 }
 
 macro_rules! counters {
@@ -38,10 +43,20 @@ macro_rules! counters {
             $(pub(crate) fn $incr(&self) { self.$field.fetch_add(1, Ordering::Relaxed); })*
 
             pub fn snapshot(&self) -> StatsSnapshot {
-                StatsSnapshot { $($field: self.$field.load(Ordering::Relaxed)),* }
+                StatsSnapshot {
+                    $($field: self.$field.load(Ordering::Relaxed),)*
+                    most_queued: self.most_queued.load(Ordering::Relaxed),
+                }
             }
         }
     };
+}
+
+impl ConsumerStats {
+    /// Notes that `depth` messages wait for a handler slot now.
+    pub(crate) fn record_queued(&self, depth: usize) {
+        self.most_queued.fetch_max(depth as u64, Ordering::Relaxed);
+    }
 }
 
 counters! {
@@ -54,4 +69,20 @@ counters! {
     abandoned_on_shutdown => record_abandoned,
     stream_errors => record_stream_error,
     stream_reopens => record_stream_reopen,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_snapshot_keeps_the_deepest_queue_seen() {
+        let stats = ConsumerStats::default();
+        for depth in [1, 5, 2] {
+            stats.record_queued(depth);
+        }
+        stats.record_received();
+        let snapshot = stats.snapshot();
+        assert_eq!((snapshot.most_queued, snapshot.received), (5, 1));
+    }
 }
