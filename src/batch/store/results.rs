@@ -71,11 +71,9 @@ impl BatchStore {
         limit: u32,
     ) -> Result<Vec<(String, Document)>, StoreError> {
         let parent = self.batch_path(batch_id)?;
-        let (markers, own_documents) = tokio::try_join!(
-            self.page_in(&parent, ITEMS, after, limit),
-            self.page_in(&parent, RESULTS, after, limit),
-        )?;
-        let in_markers = markers.iter().filter_map(result_in_marker).collect();
+        let markers = self.page_in(&parent, ITEMS, after, limit).await?;
+        let own_documents = self.page_in(&parent, RESULTS, after, limit).await?;
+        let in_markers = markers.into_iter().filter_map(result_in_marker).collect();
         let in_own = own_documents.into_iter().map(|document| (document_id(&document).to_string(), document)).collect();
         Ok(merge_pages(in_markers, in_own, limit as usize))
     }
@@ -129,13 +127,14 @@ impl BatchStore {
 }
 
 /// A done marker's result as a document of the result's own fields; `None` for a marker without one
-/// (recorded when results had documents of their own).
-fn result_in_marker(marker: &Document) -> Option<(String, Document)> {
-    let ValueType::MapValue(map) = marker.fields.get(RESULT)?.value_type.as_ref()? else {
+/// (recorded when results had documents of their own). Takes the marker, so the result's fields move
+/// rather than being copied (a page holds hundreds of them).
+fn result_in_marker(mut marker: Document) -> Option<(String, Document)> {
+    let id = document_id(&marker).to_string();
+    let ValueType::MapValue(map) = marker.fields.remove(RESULT)?.value_type? else {
         return None;
     };
-    let document = Document { fields: map.fields.clone(), ..marker.clone() };
-    Some((document_id(marker).to_string(), document))
+    Some((id, Document { fields: map.fields, ..marker }))
 }
 
 /// The first `limit` of the union of two pages, each in id order, in id order; an id in both is
@@ -195,14 +194,14 @@ mod tests {
             &MarkerWithResult { marker: &marker, result: &serde_json::json!({"value": 7}) },
         )
         .expect("serialize");
-        let (id, result) = result_in_marker(&with).expect("a result");
+        let (id, result) = result_in_marker(with.clone()).expect("a result");
         assert_eq!(id, "x");
         let decoded: serde_json::Value = FirestoreDb::deserialize_doc_to(&result).expect("decode");
         assert_eq!(decoded["value"], 7, "{decoded}");
         let without =
             FirestoreDb::serialize_to_doc("projects/p/databases/(default)/documents/batches/b/items/y", &marker)
                 .expect("serialize");
-        assert!(result_in_marker(&without).is_none());
+        assert!(result_in_marker(without).is_none());
         // The marker's own fields are still there, beside the result.
         let read: ItemMarker = FirestoreDb::deserialize_doc_to(&with).expect("a marker");
         assert_eq!(read, marker);
