@@ -139,7 +139,10 @@ fn result_in_marker(mut marker: Document) -> Option<(String, Document)> {
 
 /// The first `limit` of the union of two pages, each in id order, in id order; an id in both is
 /// taken from `first`. Both pages hold the first `limit` of their collection after the same cursor,
-/// so the union's first `limit` are among them.
+/// so the union's first `limit` are among them, and a full page stays full. That holds for the
+/// markers' page, whose done markers without a result are dropped before the merge, because every
+/// version of the engine gives a done item a result (`ItemOutcome::Done` carries one): in its marker,
+/// or in `results/` for markers recorded without one, which the other page holds.
 fn merge_pages<T>(first: Vec<(String, T)>, second: Vec<(String, T)>, limit: usize) -> Vec<(String, T)> {
     let mut merged = Vec::with_capacity(limit.min(first.len() + second.len()));
     let (mut first, mut second) = (first.into_iter().peekable(), second.into_iter().peekable());
