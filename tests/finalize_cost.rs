@@ -52,7 +52,7 @@ async fn finalize_requests(items: usize) -> BTreeMap<String, u64> {
     assert_eq!(report, FinalizeReport::Finalized(BatchState::Complete));
     let published = published_batch(harness.store.db(), common::harness::DATE).await.unwrap();
     assert_eq!(published, Some((header.batch_id.clone(), header.generation)), "the pointer names the batch");
-    let calls = proxy.calls().into_iter().map(|((_, method), n)| (method, n)).collect();
+    let calls = common::requests_by_method(&proxy);
     proxy.stop();
     harness.stop().await;
     calls

@@ -14,7 +14,6 @@ use std::time::Duration;
 use common::harness::{Harness, request};
 use common::test_domain::{TestDomain, TestWorker, consolidation_calls};
 use futures::StreamExt;
-use grpc_faults::FaultProxy;
 use props_pipeline::batch::documents::BatchHeader;
 use props_pipeline::batch::engine::{BatchEngine, CompletionReport, FinalizeReport};
 use props_pipeline::batch::roles::{WorkerReport, WorkerRole};
@@ -23,16 +22,6 @@ use props_pipeline::batch::state::BatchState;
 use props_pipeline::messages::CompletionMessage;
 
 const ITEMS: usize = 300;
-
-/// The proxy's count of requests by method since the last call.
-fn requests(proxy: &FaultProxy, before: &mut BTreeMap<String, u64>) -> BTreeMap<String, u64> {
-    let now: BTreeMap<String, u64> = proxy.calls().into_iter().map(|((_, method), n)| (method, n)).collect();
-    let delta =
-        now.iter().map(|(method, n)| (method.clone(), n - before.get(method).unwrap_or(&0))).filter(|(_, n)| *n > 0);
-    let delta = delta.collect();
-    *before = now;
-    delta
-}
 
 /// Records `items` as the workers do (in one guarded commit each, 32 at a time): the announcements
 /// of the commits that emptied their shard.
@@ -93,7 +82,7 @@ async fn concurrent_shard_emptying_completions_share_their_wholeness_checks_and_
     let twice: Vec<_> = emptied.iter().chain(&emptied).cloned().collect();
     let reports = complete_all(&coordinator, &twice).await;
     assert!(reports.iter().all(|r| *r == CompletionReport::Announced(FinalizeReport::NotReady)), "{reports:?}");
-    let before_whole = requests(&proxy, &mut seen);
+    let before_whole = common::requests_since(&proxy, &mut seen);
     println!("{} completions before the batch is whole: {before_whole:?}", twice.len());
     let checks = before_whole.get("RunAggregationQuery").copied().unwrap_or_default();
     assert!(checks >= 1, "a check summed the shards: {before_whole:?}");
@@ -113,7 +102,7 @@ async fn concurrent_shard_emptying_completions_share_their_wholeness_checks_and_
     let already = CompletionReport::Announced(FinalizeReport::AlreadyFinal(BatchState::Complete));
     assert_eq!(reports.iter().filter(|r| **r == finalized).count(), 1, "one check finalized: {reports:?}");
     assert_eq!(reports.iter().filter(|r| **r == already).count(), 3, "the others found it final: {reports:?}");
-    let finishing_requests = requests(&proxy, &mut seen);
+    let finishing_requests = common::requests_since(&proxy, &mut seen);
     println!("{} completions as the batch becomes whole: {finishing_requests:?}", completions.len());
     assert_eq!(
         finishing_requests.get("RunAggregationQuery"),

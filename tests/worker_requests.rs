@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use common::nba::NbaEnv;
-use grpc_faults::{FaultProxy, Plan};
 use props_pipeline::batch::documents::{ItemStatus, batch_id_for};
 use props_pipeline::batch::engine::BatchEngine;
 use props_pipeline::batch::roles::{WorkerReport, WorkerRole};
@@ -21,16 +20,6 @@ use props_pipeline::nba::model::ModelConfig;
 use props_pipeline::nba::types::PlayerPrediction;
 
 const DATE: &str = "2023-05-02";
-
-/// The proxy's count of requests by method since the last call.
-fn requests(proxy: &FaultProxy, before: &mut BTreeMap<String, u64>) -> BTreeMap<String, u64> {
-    let now: BTreeMap<String, u64> = proxy.calls().into_iter().map(|((_, method), n)| (method, n)).collect();
-    let delta =
-        now.iter().map(|(method, n)| (method.clone(), n - before.get(method).unwrap_or(&0))).filter(|(_, n)| *n > 0);
-    let delta = delta.collect();
-    *before = now;
-    delta
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_reads_once_and_commits_once_per_item() {
@@ -48,10 +37,8 @@ async fn a_worker_reads_once_and_commits_once_per_item() {
     let items = nba.store.items_in(&header.batch_id, ItemStatus::Pending).await.unwrap();
     assert!(items.len() >= 10, "the slate has players: {items:?}");
 
-    let upstream = std::env::var("FIRESTORE_EMULATOR_HOST").expect("FIRESTORE_EMULATOR_HOST");
-    let proxy = FaultProxy::new(&upstream, Plan::none());
-    let addr = proxy.listen("worker").await.expect("proxy listens");
-    let store = BatchStore::new(nba.env.firestore_at(&addr.to_string()).await);
+    let proxy = common::firestore_proxy();
+    let store = BatchStore::new(nba.env.firestore_through(&proxy, "worker").await);
     let handler = Arc::new(NbaWorker::new(store.clone(), ModelConfig::default()));
     let worker = WorkerRole::new(handler, store, nba.env.pubsub.clone(), nba.env.topics.completion_topic.clone());
     let request = |item: &String| RequestMessage {
@@ -68,7 +55,7 @@ async fn a_worker_reads_once_and_commits_once_per_item() {
         let report = worker.record(&request(item)).await.expect("record the item");
         assert!(matches!(&report, WorkerReport::Recorded(c) if c.recorded), "{item}: {report:?}");
     }
-    let first = requests(&proxy, &mut seen);
+    let first = common::requests_since(&proxy, &mut seen);
     let done = nba.store.totals(&header.batch_id).await.unwrap();
     assert_eq!(done.terminal(), n, "every item recorded");
     assert!(done.done > 0, "the model priced players from the inputs it was given: {done:?}");
@@ -87,7 +74,7 @@ async fn a_worker_reads_once_and_commits_once_per_item() {
         let report = worker.record(&request(item)).await.expect("record the item again");
         assert!(matches!(&report, WorkerReport::Duplicate(c) if c.recorded), "{item}: {report:?}");
     }
-    let again = requests(&proxy, &mut seen);
+    let again = common::requests_since(&proxy, &mut seen);
     assert_eq!(again, [("BatchGetDocuments".to_string(), n)].into(), "a duplicate costs one read");
 
     // An item the batch does not have: one read, rejected.

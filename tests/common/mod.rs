@@ -13,7 +13,7 @@ pub mod nba;
 pub mod ops;
 pub mod test_domain;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -222,6 +222,25 @@ impl TestEnv {
 /// test adds a rule (or only counting the requests).
 pub fn firestore_proxy() -> FaultProxy {
     FaultProxy::new(&emulator_host("FIRESTORE_EMULATOR_HOST"), Plan::none())
+}
+
+/// The requests `proxy` passed on so far, by gRPC method (all listeners together).
+pub fn requests_by_method(proxy: &FaultProxy) -> BTreeMap<String, u64> {
+    let mut by_method = BTreeMap::new();
+    for ((_, method), n) in proxy.calls() {
+        *by_method.entry(method).or_default() += n;
+    }
+    by_method
+}
+
+/// The requests by method since `before` (the counts the last call saw), which it then updates:
+/// counting one phase of a test after another.
+pub fn requests_since(proxy: &FaultProxy, before: &mut BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    let now = requests_by_method(proxy);
+    let delta = now.iter().map(|(method, n)| (method.clone(), n - before.get(method).unwrap_or(&0)));
+    let delta = delta.filter(|(_, n)| *n > 0).collect();
+    *before = now;
+    delta
 }
 
 /// A subscription policy that makes redelivery fast, for tests that exercise retries.
