@@ -25,6 +25,9 @@ pub const RESULTS: &str = "results";
 pub const RESULT: &str = "result";
 /// The counter-shard field of the last recording commit's time ([`CounterShard::touched_at`]).
 pub const TOUCHED_AT: &str = "touched_at";
+/// The counter-shard field of the results its done items produced ([`CounterShard::results`]). The
+/// wire name predates the generic engine and stays, so that shards already written keep adding up.
+pub const RESULTS_COUNT: &str = "predictions";
 pub const DEAD_LETTERS: &str = "dead_letters";
 
 /// `game_dates/{date}`: which batch is the date's newest generation (the fence: only it may finish
@@ -192,7 +195,7 @@ pub struct CounterShard {
     pub failed: u64,
     #[serde(default)]
     pub skipped: u64,
-    /// Results of the shard's done items (`predictions` stored).
+    /// Results of the shard's done items (stored as [`RESULTS_COUNT`]).
     #[serde(default, rename = "predictions")]
     pub results: u64,
     /// Items of this shard recorded terminal: each recording commit increments it and returns the value

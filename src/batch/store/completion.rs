@@ -11,7 +11,7 @@ use super::commit::{commit_atomically, staged_writes};
 use super::header::is_precondition_failure;
 use super::results::MarkerWithResult;
 use super::{BatchStore, StoreError, firestore_error};
-use crate::batch::documents::{COUNTERS, ITEMS, ItemMarker, ItemStatus, TOUCHED_AT, counter_shard_of};
+use crate::batch::documents::{COUNTERS, ITEMS, ItemMarker, ItemStatus, RESULTS_COUNT, TOUCHED_AT, counter_shard_of};
 use crate::batch::state::{ShardCountdown, record_item};
 use crate::messages::CompletionMessage;
 use crate::ops::metrics::TransactionAttempts;
@@ -159,7 +159,7 @@ impl BatchStore {
                     // document that lacks any of its fields.
                     std::iter::once(increment(countdown.0, countdown.1))
                         .chain(OUTCOME_FIELDS.iter().map(|field| increment(field, i64::from(*field == counter))))
-                        .chain(std::iter::once(increment("predictions", completion.results_count as i64)))
+                        .chain(std::iter::once(increment(RESULTS_COUNT, completion.results_count as i64)))
                         // When the shard last counted: the sweeper's idle check reads the newest shard only.
                         .chain(std::iter::once(FirestoreFieldTransform::new(
                             TOUCHED_AT.to_string(),

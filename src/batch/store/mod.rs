@@ -25,7 +25,7 @@ use futures::TryStreamExt;
 use serde::Deserialize;
 use thiserror::Error;
 
-use super::documents::{BATCHES, BatchHeader, COUNTERS, CounterShard, ITEMS, ItemMarker, ItemStatus};
+use super::documents::{BATCHES, BatchHeader, COUNTERS, CounterShard, ITEMS, ItemMarker, ItemStatus, RESULTS_COUNT};
 use crate::gcp::errors::{Retryability, classify_firestore};
 use crate::gcp::firestore::document_id;
 
@@ -215,7 +215,7 @@ impl BatchStore {
             #[serde(default)]
             skipped: f64,
             #[serde(default)]
-            predictions: f64,
+            results: f64,
         }
         let parent = self.batch_path(batch_id)?;
         let sums: Vec<Sums> = self
@@ -229,7 +229,7 @@ impl BatchStore {
                     a.field("done").sum("done"),
                     a.field("failed").sum("failed"),
                     a.field("skipped").sum("skipped"),
-                    a.field("predictions").sum("predictions"),
+                    a.field("results").sum(RESULTS_COUNT),
                 ])
             })
             .obj()
@@ -242,7 +242,7 @@ impl BatchStore {
             done: sums.done as u64,
             failed: sums.failed as u64,
             skipped: sums.skipped as u64,
-            results: sums.predictions as u64,
+            results: sums.results as u64,
         })
     }
 
