@@ -21,6 +21,7 @@ use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 
 use super::export_file::{FileHead, StreamedExport};
+use super::staged_file::{StagedFile, same_contents};
 use super::store::{EXPORTS, ExportRecord, batch_predictions_page, export_record, firestore_error, published_batch};
 use super::types::PlayerPrediction;
 use crate::batch::status::skipped_items;
@@ -201,7 +202,7 @@ impl Exporter {
                 return Ok(ExportOutcome::SkippedOlder { exported_generation });
             }
             // The file may be missing if the exporter died between the record and the rename.
-            RecordAdvance::AlreadyRecorded if same_contents(&path, &staged.tmp).unwrap_or(false) => {
+            RecordAdvance::AlreadyRecorded if same_contents(&path, staged.file.path()).unwrap_or(false) => {
                 return Ok(ExportOutcome::AlreadyExported);
             }
             RecordAdvance::AlreadyRecorded | RecordAdvance::Advanced => {}
@@ -218,13 +219,13 @@ impl Exporter {
             return Ok(ExportOutcome::SkippedOlder { exported_generation: recorded.generation });
         }
         let players = staged.players as usize;
-        staged.rename_to(&path).map_err(|source| ExportError::Io { path: path.clone(), source })?;
+        staged.file.rename_to(&path).map_err(|source| ExportError::Io { path: path.clone(), source })?;
         Ok(ExportOutcome::Written { path, players })
     }
 
     /// Writes the target generation's file next to `path` under a temporary name, fsynced, reading
     /// the batch's results a page at a time: memory holds one page, never the batch.
-    async fn stage_file(&self, date: &str, target: &Target, path: &Path) -> Result<StagedFile, ExportError> {
+    async fn stage_file(&self, date: &str, target: &Target, path: &Path) -> Result<Staged, ExportError> {
         // Coverage comes from the batch, where finalization recorded it once; re-exports read the same.
         let store = BatchStore::new(self.db.clone());
         let batch = store.header(&target.batch_id).await?;
@@ -249,8 +250,7 @@ impl Exporter {
             coverage,
         };
         let io_error = |source| ExportError::Io { path: path.to_path_buf(), source };
-        let (file, tmp) = StagedFile::create(path).map_err(io_error)?;
-        let mut staged = StagedFile { tmp, checksum: String::new(), players: 0, coverage, renamed: false };
+        let (file, staged) = StagedFile::create(path).map_err(io_error)?;
         let mut export = StreamedExport::begin(std::io::BufWriter::new(file), &head).map_err(io_error)?;
         let mut after: Option<String> = None;
         loop {
@@ -267,9 +267,7 @@ impl Exporter {
         let finished = export.finish(&skipped_players, ATTRIBUTION).map_err(io_error)?;
         let file = finished.out.into_inner().map_err(|e| io_error(e.into_error()))?;
         file.sync_all().map_err(io_error)?;
-        staged.checksum = finished.checksum;
-        staged.players = finished.players;
-        Ok(staged)
+        Ok(Staged { file: staged, checksum: finished.checksum, players: finished.players, coverage })
     }
 
     /// CAS on `exports/{date}`: records this export unless a newer generation, or this very export
@@ -331,68 +329,12 @@ fn generation_in_file(path: &Path) -> Option<u64> {
     serde_json::from_reader::<_, Generation>(std::io::BufReader::new(file)).ok().map(|f| f.generation)
 }
 
-/// Whether two files hold the same bytes, compared a chunk at a time.
-fn same_contents(a: &Path, b: &Path) -> std::io::Result<bool> {
-    use std::io::Read;
-    const CHUNK: u64 = 64 * 1024;
-    let (a, b) = (std::fs::File::open(a)?, std::fs::File::open(b)?);
-    if a.metadata()?.len() != b.metadata()?.len() {
-        return Ok(false);
-    }
-    let (mut a, mut b) = (std::io::BufReader::new(a), std::io::BufReader::new(b));
-    let (mut chunk_a, mut chunk_b) = (Vec::new(), Vec::new());
-    loop {
-        chunk_a.clear();
-        chunk_b.clear();
-        let read = a.by_ref().take(CHUNK).read_to_end(&mut chunk_a)?;
-        b.by_ref().take(CHUNK).read_to_end(&mut chunk_b)?;
-        if chunk_a != chunk_b {
-            return Ok(false);
-        }
-        if read == 0 {
-            return Ok(true);
-        }
-    }
-}
-
-/// An export written and fsynced under a temporary name in the target's folder (same file system,
-/// so the rename is atomic); removed when dropped unless renamed into place.
-struct StagedFile {
-    tmp: PathBuf,
+/// An export staged under a temporary name, with what its record needs.
+struct Staged {
+    file: StagedFile,
     checksum: String,
     players: u64,
     coverage: Option<f64>,
-    renamed: bool,
-}
-
-impl StagedFile {
-    /// Creates the temporary file for `path`.
-    fn create(path: &Path) -> std::io::Result<(std::fs::File, PathBuf)> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let tmp = dir.join(format!(
-            ".{}.{}-{:08x}.tmp",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("export"),
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        Ok((std::fs::File::create(&tmp)?, tmp))
-    }
-
-    fn rename_to(mut self, path: &Path) -> std::io::Result<()> {
-        std::fs::rename(&self.tmp, path)?;
-        self.renamed = true;
-        Ok(())
-    }
-}
-
-impl Drop for StagedFile {
-    fn drop(&mut self) {
-        if !self.renamed {
-            // Best effort: a leftover temporary file is only litter (hidden, never read).
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-    }
 }
 
 /// Exporter: `predictions-ready-exporter`.
@@ -428,50 +370,8 @@ impl MessageHandler for ExportRole {
 
 #[cfg(test)]
 mod tests {
+    use super::super::staged_file::tests::{stage, temp_dir};
     use super::*;
-    use std::io::Write;
-
-    fn temp_dir(tag: &str) -> PathBuf {
-        std::env::temp_dir().join(format!("props-export-{tag}-{}", rand::random::<u32>()))
-    }
-
-    fn stage(path: &Path, bytes: &[u8]) -> StagedFile {
-        let (mut file, tmp) = StagedFile::create(path).unwrap();
-        file.write_all(bytes).unwrap();
-        StagedFile { tmp, checksum: String::new(), players: 0, coverage: None, renamed: false }
-    }
-
-    #[test]
-    fn a_staged_file_replaces_the_target_and_leaves_no_temp_files() {
-        let dir = temp_dir("rename");
-        let path = dir.join("2024-04-22.json");
-        stage(&path, b"{\"a\":1}").rename_to(&path).unwrap();
-        stage(&path, b"{\"a\":2}").rename_to(&path).unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"{\"a\":2}");
-        // One that is not renamed (a newer generation won) is removed.
-        drop(stage(&path, b"{\"a\":3}"));
-        let entries: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
-        assert_eq!(entries.len(), 1, "only the target remains");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn compares_files_byte_for_byte() {
-        let dir = temp_dir("same");
-        std::fs::create_dir_all(&dir).unwrap();
-        let long: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        let mut changed = long.clone();
-        changed[150_000] ^= 1;
-        for (name, bytes) in [("a", &long), ("b", &long), ("c", &changed), ("d", &long[..1000].to_vec())] {
-            std::fs::write(dir.join(name), bytes).unwrap();
-        }
-        let same = |a: &str, b: &str| same_contents(&dir.join(a), &dir.join(b)).unwrap();
-        assert!(same("a", "b"));
-        assert!(!same("a", "c"), "a byte differs in a later chunk");
-        assert!(!same("a", "d"), "different lengths");
-        assert!(same_contents(&dir.join("a"), &dir.join("missing")).is_err());
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 
     #[test]
     fn reads_the_generation_of_the_file_in_place() {

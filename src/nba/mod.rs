@@ -16,5 +16,6 @@ mod export_file;
 pub mod inputs;
 pub mod load;
 pub mod model;
+mod staged_file;
 pub mod store;
 pub mod types;
