@@ -48,28 +48,34 @@ impl Drop for StagedFile {
     }
 }
 
-/// Whether `name` is a temporary file of `target` (as [`StagedFile::create`] names them:
-/// `.{target}.{pid}-{8 hex digits}.tmp`) last modified `age` ago, older than [`STALE_AFTER`]. An
-/// unknown age (a clock step backwards, a file system without times) is never stale.
-fn is_stale_temp(name: &str, target: &str, age: Option<Duration>) -> bool {
+/// Whether `name` is a temporary file of `target`, as [`StagedFile::create`] names them:
+/// `.{target}.{pid}-{8 hex digits}.tmp`.
+fn is_temp_of(name: &str, target: &str) -> bool {
     let Some(rest) = name.strip_prefix('.').and_then(|n| n.strip_prefix(target)) else { return false };
     let Some(tag) = rest.strip_prefix('.').and_then(|r| r.strip_suffix(".tmp")) else { return false };
     let Some((pid, random)) = tag.split_once('-') else { return false };
-    let ours = !pid.is_empty()
+    !pid.is_empty()
         && pid.bytes().all(|b| b.is_ascii_digit())
         && random.len() == 8
-        && random.bytes().all(|b| b.is_ascii_hexdigit());
-    ours && age.is_some_and(|age| age > STALE_AFTER)
+        && random.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Whether a temporary file last modified `age` ago is litter. An unknown age (a clock stepped
+/// backwards, a file system without times) never is.
+fn is_stale(age: Option<Duration>) -> bool {
+    age.is_some_and(|age| age > STALE_AFTER)
 }
 
 /// Removes `target`'s stale temporary files from `dir`; best effort (a failure only leaves litter).
+/// Only names that match are looked at further: the folder holds one file per date exported.
 fn remove_stale_temps(dir: &Path, target: &str, now: SystemTime) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
+        if !entry.file_name().to_str().is_some_and(|name| is_temp_of(name, target)) {
+            continue;
+        }
         let age = entry.metadata().and_then(|m| m.modified()).ok().and_then(|at| now.duration_since(at).ok());
-        if is_stale_temp(name, target, age) && std::fs::remove_file(entry.path()).is_ok() {
+        if is_stale(age) && std::fs::remove_file(entry.path()).is_ok() {
             tracing::info!(file = %entry.path().display(), "removed a stale temporary export file");
         }
     }
@@ -135,12 +141,9 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn only_old_temporary_files_of_the_same_target_are_stale() {
-        let hour = Some(STALE_AFTER + Duration::from_secs(1));
+    fn only_the_targets_own_temporary_files_match_and_only_old_ones_are_stale() {
         let target = "2024-04-22.json";
-        assert!(is_stale_temp(".2024-04-22.json.4242-0badcafe.tmp", target, hour));
-        assert!(!is_stale_temp(".2024-04-22.json.4242-0badcafe.tmp", target, Some(STALE_AFTER)), "young");
-        assert!(!is_stale_temp(".2024-04-22.json.4242-0badcafe.tmp", target, None), "age unknown");
+        assert!(is_temp_of(".2024-04-22.json.4242-0badcafe.tmp", target));
         for other in [
             "2024-04-22.json",                     // the target itself
             ".2024-04-23.json.4242-0badcafe.tmp",  // another date's
@@ -150,8 +153,11 @@ pub(super) mod tests {
             ".2024-04-22.json.-0badcafe.tmp",      // no pid
             "notes.tmp",
         ] {
-            assert!(!is_stale_temp(other, target, hour), "{other}");
+            assert!(!is_temp_of(other, target), "{other}");
         }
+        assert!(is_stale(Some(STALE_AFTER + Duration::from_secs(1))));
+        assert!(!is_stale(Some(STALE_AFTER)), "young");
+        assert!(!is_stale(None), "age unknown");
     }
 
     #[test]
