@@ -13,7 +13,7 @@ use common::wait_for;
 use props_pipeline::batch::documents::{BatchHeader, ItemStatus, batch_id_for};
 use props_pipeline::batch::domain::{ItemHandler, ItemInputs, ItemOutcome};
 use props_pipeline::batch::engine::{CompletionReport, FinalizeReport, TriggerReport};
-use props_pipeline::batch::roles::{CompletionRole, WorkerReport, WorkerRole};
+use props_pipeline::batch::roles::{CompletionRole, WorkerReport};
 use props_pipeline::batch::settings::EngineSettings;
 use props_pipeline::batch::state::BatchState;
 use props_pipeline::batch::store::CompletionRecord;
@@ -140,11 +140,6 @@ impl ItemHandler for TwinWorker {
     }
 }
 
-fn worker_role<H: ItemHandler>(harness: &Harness, handler: H) -> WorkerRole<H> {
-    let topic = harness.env.topics.completion_topic.clone();
-    WorkerRole::new(Arc::new(handler), harness.store.clone(), harness.env.pubsub.clone(), topic)
-}
-
 /// Twin deliveries of one request at the worker: both compute, one guarded commit (result, marker,
 /// shard) wins, the other's fails its precondition at once (no lock to wait on) and its re-read
 /// answers "duplicate", which it re-announces with its shard's count unknown. The item is recorded
@@ -156,7 +151,7 @@ async fn twin_request_deliveries_record_once_and_the_loser_sees_a_duplicate() {
     let header = harness.start_batch(&engine, 20).await;
     let batch_id = header.batch_id.clone();
     let inner = TestWorker { store: harness.store.clone(), failing: HashSet::new() };
-    let worker = worker_role(&harness, TwinWorker { inner, barrier: tokio::sync::Barrier::new(2) });
+    let worker = harness.worker_role(TwinWorker { inner, barrier: tokio::sync::Barrier::new(2) });
     for item in items(20) {
         let twin = request(&header, &item);
         let (a, b) = tokio::join!(worker.record(&twin), worker.record(&twin));
@@ -196,7 +191,7 @@ async fn every_announcement_three_times_shuffled_changes_nothing_and_only_emptie
     let engine = harness.engine(EngineSettings::default());
     let header = harness.start_batch(&engine, 60).await;
     let batch_id = header.batch_id.clone();
-    let worker = worker_role(&harness, TestWorker { store: harness.store.clone(), failing: HashSet::new() });
+    let worker = harness.worker_role(TestWorker { store: harness.store.clone(), failing: HashSet::new() });
     let mut announcements = Vec::new();
     for item in items(60) {
         match worker.record(&request(&header, &item)).await.unwrap() {

@@ -20,7 +20,6 @@ use props_pipeline::batch::documents::{ItemStatus, batch_id_for};
 use props_pipeline::batch::domain::{ItemHandler, ItemInputs, ItemOutcome};
 use props_pipeline::batch::engine::FinalizeReport;
 use props_pipeline::batch::redrive::ItemRedriveReport;
-use props_pipeline::batch::roles::WorkerRole;
 use props_pipeline::batch::settings::EngineSettings;
 use props_pipeline::batch::state::{BatchState, ClaimDecision};
 use props_pipeline::batch::store::{BatchStore, BeginOutcome, NewBatch};
@@ -113,12 +112,7 @@ async fn a_request_that_ran_out_of_attempts_without_a_verdict_is_redriven_not_fa
         fail_first: 5,
         deliveries: AtomicU32::new(0),
     };
-    let role = WorkerRole::new(
-        Arc::new(worker),
-        harness.store.clone(),
-        harness.env.pubsub.clone(),
-        harness.env.topics.completion_topic.clone(),
-    );
+    let role = harness.worker_role(worker);
     harness.consume(ChannelKind::Request, role);
 
     let batch_id = harness.publish_trigger(TriggerMode::Start).await;

@@ -97,12 +97,8 @@ async fn requests_that_exhaust_their_attempts_and_redrives_fail_their_items_and_
             inner: TestWorker { store: harness.store.clone(), failing: HashSet::new() },
             retry_forever: never_ready.iter().map(|s| s.to_string()).collect(),
         };
-        let pubsub = harness.env.pubsub.clone();
-        let completion_topic = harness.env.topics.completion_topic.clone();
-        harness.consume(
-            ChannelKind::Request,
-            WorkerRole::new(Arc::new(worker), harness.store.clone(), pubsub, completion_topic),
-        );
+        let role = harness.worker_role(worker);
+        harness.consume(ChannelKind::Request, role);
 
         let batch_id = harness.publish_trigger(TriggerMode::Start).await;
         let header = harness.wait_for_final(&batch_id, Duration::from_secs(90)).await;
@@ -149,12 +145,7 @@ async fn the_sweeper_redrives_a_batch_whose_requests_were_lost() {
     let engine = harness.engine(EngineSettings::default());
     harness.run_coordinator(&engine);
     let worker = Arc::new(LosingWorker {
-        inner: WorkerRole::new(
-            Arc::new(TestWorker { store: harness.store.clone(), failing: HashSet::new() }),
-            harness.store.clone(),
-            harness.env.pubsub.clone(),
-            harness.env.topics.completion_topic.clone(),
-        ),
+        inner: harness.worker_role(TestWorker { store: harness.store.clone(), failing: HashSet::new() }),
         seen: Mutex::default(),
         lost: Default::default(),
     });

@@ -63,12 +63,7 @@ async fn complete_all(
 async fn concurrent_shard_emptying_completions_share_their_wholeness_checks_and_finalize_once() {
     let harness = Harness::new("wholeness-checks").await;
     let header = harness.start_batch(&harness.engine(EngineSettings::default()), ITEMS).await;
-    let worker = WorkerRole::new(
-        Arc::new(TestWorker { store: harness.store.clone(), failing: HashSet::new() }),
-        harness.store.clone(),
-        harness.env.pubsub.clone(),
-        harness.env.topics.completion_topic.clone(),
-    );
+    let worker = harness.worker_role(TestWorker { store: harness.store.clone(), failing: HashSet::new() });
     let proxy = common::firestore_proxy();
     let coordinator = harness.engine_through(&proxy, "coordinator", EngineSettings::default()).await;
     let mut seen = BTreeMap::new();

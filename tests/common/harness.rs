@@ -8,6 +8,7 @@ use std::time::Duration;
 use grpc_faults::FaultProxy;
 use props_pipeline::batch::dead_letters::DeadLetterRole;
 use props_pipeline::batch::documents::{BatchHeader, batch_id_for};
+use props_pipeline::batch::domain::ItemHandler;
 use props_pipeline::batch::engine::BatchEngine;
 use props_pipeline::batch::roles::{CompletionRole, TriggerRole, WorkerRole};
 use props_pipeline::batch::settings::EngineSettings;
@@ -144,14 +145,16 @@ impl Harness {
         self.consume(ChannelKind::Completion, CompletionRole(Arc::clone(engine)));
     }
 
+    /// The worker role around `handler`, recording into this harness's store and announcing on its
+    /// completion topic, as `run worker` builds it.
+    pub fn worker_role<H: ItemHandler>(&self, handler: H) -> WorkerRole<H> {
+        let topic = self.env.topics.completion_topic.clone();
+        WorkerRole::new(Arc::new(handler), self.store.clone(), self.env.pubsub.clone(), topic)
+    }
+
     pub fn run_worker(&mut self, failing: &[&str]) {
         let worker = TestWorker { store: self.store.clone(), failing: failing.iter().map(|s| s.to_string()).collect() };
-        let role = WorkerRole::new(
-            Arc::new(worker),
-            self.store.clone(),
-            self.env.pubsub.clone(),
-            self.env.topics.completion_topic.clone(),
-        );
+        let role = self.worker_role(worker);
         self.consume(ChannelKind::Request, role);
     }
 
@@ -162,12 +165,7 @@ impl Harness {
             inner: TestWorker { store: self.store.clone(), failing: set(failing) },
             skipping: set(skipping),
         };
-        let role = WorkerRole::new(
-            Arc::new(worker),
-            self.store.clone(),
-            self.env.pubsub.clone(),
-            self.env.topics.completion_topic.clone(),
-        );
+        let role = self.worker_role(worker);
         self.consume(ChannelKind::Request, role);
     }
 
