@@ -163,10 +163,11 @@ mod tests {
 
     type Checks = Arc<TrailingCoalescer<&'static str, u64>>;
 
-    /// A check that counts its runs, answers with its run number and, while `gate` is given, waits
-    /// for a permit of it before answering (so the test decides when a running check ends). `started`
-    /// hears of each run as it starts.
+    /// A coalescer and the check its callers run: the check counts its runs, answers with its run
+    /// number and waits for a permit of `gate` before answering (so the test decides when a running
+    /// check ends). `started` hears of each run as it starts.
     struct Probe {
+        checks: Checks,
         runs: Arc<AtomicU64>,
         gate: Arc<Semaphore>,
         started: tokio::sync::mpsc::UnboundedSender<u64>,
@@ -175,18 +176,18 @@ mod tests {
     impl Probe {
         fn new() -> (Self, tokio::sync::mpsc::UnboundedReceiver<u64>) {
             let (started, heard) = tokio::sync::mpsc::unbounded_channel();
-            (Self { runs: Arc::default(), gate: Arc::new(Semaphore::new(0)), started }, heard)
+            let gate = Arc::new(Semaphore::new(0));
+            (Self { checks: Arc::default(), runs: Arc::default(), gate, started }, heard)
         }
 
         /// A caller of `key`, spawned; its result once joined.
         fn call(
             &self,
-            checks: &Checks,
             key: &'static str,
             fail_on_run: Option<u64>,
         ) -> tokio::task::JoinHandle<Result<Coalesced<u64>, String>> {
             let (checks, runs, gate, started) =
-                (Arc::clone(checks), Arc::clone(&self.runs), Arc::clone(&self.gate), self.started.clone());
+                (Arc::clone(&self.checks), Arc::clone(&self.runs), Arc::clone(&self.gate), self.started.clone());
             tokio::spawn(async move {
                 checks
                     .run(key, || async move {
@@ -198,23 +199,22 @@ mod tests {
                     .await
             })
         }
-    }
 
-    /// Lets spawned callers run until `key` has `n` callers (each took its ticket). No clock involved.
-    async fn until_callers(checks: &Checks, key: &'static str, n: usize) {
-        while checks.callers(&key) != n {
-            tokio::task::yield_now().await;
+        /// Lets spawned callers run until `key` has `n` callers (each took its ticket). No clock involved.
+        async fn until_callers(&self, key: &'static str, n: usize) {
+            while self.checks.callers(&key) != n {
+                tokio::task::yield_now().await;
+            }
         }
     }
 
     #[tokio::test]
     async fn callers_arriving_while_a_check_runs_share_one_trailing_check() {
-        let checks: Checks = Arc::default();
         let (probe, mut started) = Probe::new();
-        let first = probe.call(&checks, "b", None);
+        let first = probe.call("b", None);
         assert_eq!(started.recv().await, Some(1), "the first caller runs a check at once");
-        let waiters: Vec<_> = (0..20).map(|_| probe.call(&checks, "b", None)).collect();
-        until_callers(&checks, "b", 21).await;
+        let waiters: Vec<_> = (0..20).map(|_| probe.call("b", None)).collect();
+        probe.until_callers("b", 21).await;
         probe.gate.add_permits(1);
         assert_eq!(first.await.unwrap(), Ok(Coalesced::Ran(1)));
         assert_eq!(started.recv().await, Some(2), "one trailing check for all the waiters");
@@ -226,17 +226,16 @@ mod tests {
         assert_eq!(probe.runs.load(Ordering::SeqCst), 2);
         assert_eq!(answers.iter().filter(|a| **a == Coalesced::Ran(2)).count(), 1, "{answers:?}");
         assert_eq!(answers.iter().filter(|a| **a == Coalesced::Shared(2)).count(), 19, "{answers:?}");
-        assert_eq!(checks.keys(), 0, "nothing kept once nobody waits");
+        assert_eq!(probe.checks.keys(), 0, "nothing kept once nobody waits");
     }
 
     #[tokio::test]
     async fn a_caller_arriving_after_a_check_started_is_never_answered_by_that_check() {
-        let checks: Checks = Arc::default();
         let (probe, mut started) = Probe::new();
-        let first = probe.call(&checks, "b", None);
+        let first = probe.call("b", None);
         assert_eq!(started.recv().await, Some(1));
-        let late = probe.call(&checks, "b", None);
-        until_callers(&checks, "b", 2).await;
+        let late = probe.call("b", None);
+        probe.until_callers("b", 2).await;
         probe.gate.add_permits(2);
         assert_eq!(first.await.unwrap(), Ok(Coalesced::Ran(1)));
         assert_eq!(late.await.unwrap(), Ok(Coalesced::Ran(2)), "its own check, not the one running on arrival");
@@ -244,15 +243,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_check_is_not_shared_its_waiters_run_their_own() {
-        let checks: Checks = Arc::default();
         let (probe, mut started) = Probe::new();
-        let first = probe.call(&checks, "b", None);
+        let first = probe.call("b", None);
         assert_eq!(started.recv().await, Some(1));
         // Both arrive while check 1 runs; the first of them runs check 2, which fails.
-        let second = probe.call(&checks, "b", Some(2));
-        until_callers(&checks, "b", 2).await;
-        let third = probe.call(&checks, "b", Some(2));
-        until_callers(&checks, "b", 3).await;
+        let second = probe.call("b", Some(2));
+        probe.until_callers("b", 2).await;
+        let third = probe.call("b", Some(2));
+        probe.until_callers("b", 3).await;
         probe.gate.add_permits(3);
         assert_eq!(first.await.unwrap(), Ok(Coalesced::Ran(1)));
         assert_eq!(second.await.unwrap(), Err("run 2 failed".to_string()));
@@ -262,10 +260,9 @@ mod tests {
 
     #[tokio::test]
     async fn keys_do_not_wait_for_each_other() {
-        let checks: Checks = Arc::default();
         let (probe, mut started) = Probe::new();
-        let a = probe.call(&checks, "a", None);
-        let b = probe.call(&checks, "b", None);
+        let a = probe.call("a", None);
+        let b = probe.call("b", None);
         let mut runs = [started.recv().await.unwrap(), started.recv().await.unwrap()];
         runs.sort();
         assert_eq!(runs, [1, 2], "both checks run at once");
@@ -276,18 +273,17 @@ mod tests {
 
     #[tokio::test]
     async fn callers_one_after_another_each_run_and_a_dropped_caller_leaves_nothing() {
-        let checks: Checks = Arc::default();
         let (probe, mut started) = Probe::new();
         probe.gate.add_permits(2);
-        assert_eq!(probe.call(&checks, "b", None).await.unwrap(), Ok(Coalesced::Ran(1)));
-        assert_eq!(probe.call(&checks, "b", None).await.unwrap(), Ok(Coalesced::Ran(2)), "no answer is cached");
-        let stuck = probe.call(&checks, "b", None);
+        assert_eq!(probe.call("b", None).await.unwrap(), Ok(Coalesced::Ran(1)));
+        assert_eq!(probe.call("b", None).await.unwrap(), Ok(Coalesced::Ran(2)), "no answer is cached");
+        let stuck = probe.call("b", None);
         assert_eq!(started.recv().await, Some(1));
         assert_eq!(started.recv().await, Some(2));
         assert_eq!(started.recv().await, Some(3));
         stuck.abort();
         assert!(stuck.await.unwrap_err().is_cancelled());
-        assert_eq!(checks.keys(), 0, "a cancelled caller leaves its entry");
+        assert_eq!(probe.checks.keys(), 0, "a cancelled caller leaves its entry");
     }
 
     #[test]
